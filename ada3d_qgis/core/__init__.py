@@ -1,0 +1,1 @@
+"""Pure-numpy pieces shared by the plugin and model_export (never imports torch or QGIS)."""
