@@ -10,8 +10,9 @@ both sides cannot drift apart.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 #: Bumped whenever a key changes meaning; readers reject newer versions.
 FORMAT_VERSION = 1
@@ -70,7 +71,7 @@ class ModelMetadata:
         return {k: json.dumps(v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_props(cls, props: Mapping[str, str]) -> "ModelMetadata":
+    def from_props(cls, props: Mapping[str, str]) -> ModelMetadata:
         """Parse ``metadata_props`` (as returned by onnxruntime's
         ``custom_metadata_map`` or onnx's ``metadata_props``)."""
         if "format" not in props:

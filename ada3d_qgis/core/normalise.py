@@ -36,7 +36,7 @@ class BandStats:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_json(cls, d: dict) -> "BandStats":
+    def from_json(cls, d: dict) -> BandStats:
         return cls(np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64))
 
 

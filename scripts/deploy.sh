@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install dist/ada3d_qgis.zip into a QGIS profile, enable it, and install the
+# plugin's Python dependencies (onnxruntime) into its own folder of that
+# profile, the same route the plugin offers from inside QGIS.
+#   QGIS_PROFILE_DIR  profile folder (default: ~/.local/share/QGIS/QGIS3/profiles/default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROFILE=${QGIS_PROFILE_DIR:-$HOME/.local/share/QGIS/QGIS3/profiles/default}
+PLUGINS="$PROFILE/python/plugins"
+ZIP=dist/ada3d_qgis.zip
+[ -f "$ZIP" ] || { echo "deploy: $ZIP missing (run make package)" >&2; exit 1; }
+
+mkdir -p "$PLUGINS"
+rm -rf "$PLUGINS/ada3d_qgis"
+/usr/bin/python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$ZIP" "$PLUGINS"
+
+# Enable the plugin: [PythonPlugins] ada3d_qgis=true in the profile's QGIS3.ini.
+/usr/bin/python3 - "$PROFILE/QGIS/QGIS3.ini" <<'PY'
+import configparser, sys
+from pathlib import Path
+ini = Path(sys.argv[1])
+ini.parent.mkdir(parents=True, exist_ok=True)
+cfg = configparser.RawConfigParser()
+cfg.optionxform = str  # QGIS keys are case-sensitive
+if ini.exists():
+    cfg.read(ini)
+if not cfg.has_section("PythonPlugins"):
+    cfg.add_section("PythonPlugins")
+cfg.set("PythonPlugins", "ada3d_qgis", "true")
+with ini.open("w") as fh:
+    cfg.write(fh, space_around_delimiters=False)
+PY
+
+# Dependencies, with QGIS's own Python (not .venv), into the plugin-owned folder.
+PYTAG=$(/usr/bin/python3 -c 'import sys; print(f"py{sys.version_info.major}{sys.version_info.minor}")')
+DEPS="$PROFILE/ada3d_qgis_deps/$PYTAG"
+if ! PYTHONPATH="$DEPS" /usr/bin/python3 -c "import onnxruntime" 2>/dev/null; then
+    PYTHONPATH="$PLUGINS" /usr/bin/python3 -m ada3d_qgis.dependencies "$DEPS" 2>&1 | grep -v "is ignored" || true
+    PYTHONPATH="$DEPS" /usr/bin/python3 -c "import onnxruntime" \
+        || { echo "deploy: onnxruntime did not install into $DEPS" >&2; exit 1; }
+fi
+echo "deploy: ada3d_qgis installed and enabled in $PROFILE (dependencies in $DEPS)"

@@ -1,0 +1,49 @@
+"""Shared fixtures: a real (headless) QGIS with Processing and this plugin's
+provider registered, and paths to the embedded sample imagery."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def sample_ms() -> Path:
+    """Real Landsat 8 MS crop: 256 x 256, 4 bands (B, G, R, NIR), uint16, 30 m."""
+    return DATA / "l8_ms.tif"
+
+
+@pytest.fixture(scope="session")
+def sample_pan() -> Path:
+    """Real Landsat 8 PAN crop: 512 x 512, uint16, 15 m, half a PAN pixel off the MS grid."""
+    return DATA / "l8_pan.tif"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present (only in the development workplace)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def ada3d_provider(qgis_processing):
+    """The Ada3D provider registered in the QGIS Processing registry."""
+    from qgis.core import QgsApplication
+
+    from ada3d_qgis.provider import Ada3DProvider
+
+    registry = QgsApplication.processingRegistry()
+    provider = registry.providerById("ada3d")
+    if provider is None:
+        provider = Ada3DProvider()
+        assert registry.addProvider(provider)
+    return provider
