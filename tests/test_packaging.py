@@ -1,0 +1,74 @@
+"""`make package` output: what QGIS's "Install from ZIP" needs, nothing more."""
+
+import configparser
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from conftest import REPO
+
+REQUIRED_METADATA = (
+    "name qgisMinimumVersion qgisMaximumVersion description about version author email "
+    "repository tracker homepage tags icon category hasProcessingProvider changelog"
+).split()
+
+
+@pytest.fixture(scope="module")
+def plugin_zip(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist") / "ada3d_qgis.zip"
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "package.py"), "--out", str(out)], check=True
+    )
+    return out
+
+
+def test_zip_has_one_top_level_plugin_folder(plugin_zip):
+    names = zipfile.ZipFile(plugin_zip).namelist()
+    assert {n.split("/")[0] for n in names} == {"ada3d_qgis"}
+    for required in ("__init__.py", "metadata.txt", "LICENSE", "provider.py", "plugin.py"):
+        assert f"ada3d_qgis/{required}" in names
+    icons = {n for n in names if n.startswith("ada3d_qgis/icons/") and n.endswith(".svg")}
+    assert {"ada3d_qgis/icons/ada3d.svg", "ada3d_qgis/icons/pansharpen.svg"} <= icons
+    shipped = sorted(p.name for p in (REPO / "ada3d_qgis" / "models").glob("*.onnx"))
+    assert sorted(
+        n.rsplit("/", 1)[1] for n in names if n.startswith("ada3d_qgis/models/") and n.endswith(".onnx")
+    ) == shipped
+
+
+def test_zip_carries_no_tests_caches_or_build_files(plugin_zip):
+    for name in zipfile.ZipFile(plugin_zip).namelist():
+        parts = name.split("/")
+        assert "tests" not in parts and "__pycache__" not in parts, name
+        assert not name.endswith((".pyc", ".pt", ".part")), name
+        assert "model_export" not in parts and ".venv" not in parts, name
+
+
+def test_metadata_complete(plugin_zip):
+    text = zipfile.ZipFile(plugin_zip).read("ada3d_qgis/metadata.txt").decode()
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read_string(text)
+    general = cfg["general"]
+    for key in REQUIRED_METADATA:
+        assert general.get(key, "").strip(), key
+    assert general["qgisMinimumVersion"] == "3.22"
+    assert general["qgisMaximumVersion"] == "4.99"
+    assert general["category"] == "Raster"
+    assert general["hasProcessingProvider"] == "yes"
+    assert f"ada3d_qgis/{general['icon']}" in zipfile.ZipFile(plugin_zip).namelist()
+    assert "GNU GENERAL PUBLIC LICENSE" in zipfile.ZipFile(plugin_zip).read(
+        "ada3d_qgis/LICENSE"
+    ).decode()
+
+
+def test_plugin_never_imports_torch():
+    offenders = [
+        str(p.relative_to(REPO))
+        for p in (REPO / "ada3d_qgis").rglob("*.py")
+        if any(
+            line.strip().startswith(("import torch", "from torch"))
+            for line in p.read_text().splitlines()
+        )
+    ]
+    assert offenders == []
