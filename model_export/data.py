@@ -35,16 +35,16 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ada3d_qgis.core import normalise as norm
-from ada3d_qgis.core.degrade import DEFAULT_MS_GAIN, DEFAULT_PAN_GAIN, sensor_gains, wald_pair
+from ada3d_qgis.core.degrade import sensor_gains, wald_pair
 
 #: Band order of the FuseBox ``cropped_im`` arrays (README of the shared data).
 FUSEBOX_BAND_NAMES = ("R", "G", "B", "NIR", "SWIR1", "SWIR2")
@@ -260,8 +260,8 @@ def _pan_aligned_window(pan_ds, ms_ds, native_ratio: int) -> tuple[int, int, int
     xs = sorted([mgt[0], mgt[0] + mcols * mgt[1]])
     ys = sorted([mgt[3], mgt[3] + mrows * mgt[5]])
     # MS footprint in PAN pixel coordinates.
-    c_lo, c_hi = sorted(((x - gt[0]) / gt[1] for x in xs))
-    r_lo, r_hi = sorted(((y - gt[3]) / gt[5] for y in ys))
+    c_lo, c_hi = sorted((x - gt[0]) / gt[1] for x in xs)
+    r_lo, r_hi = sorted((y - gt[3]) / gt[5] for y in ys)
     r = native_ratio
     eps = 1e-6
 

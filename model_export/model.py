@@ -22,8 +22,9 @@ record only the choices the specification leaves open.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as fn
@@ -50,7 +51,7 @@ class Ada3DConfig:
     res_channels: int = 24  # R
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Ada3DConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> Ada3DConfig:
         """Build from ``asdict`` output, ignoring unknown keys (newer writers)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})

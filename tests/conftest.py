@@ -51,40 +51,13 @@ def ada3d_provider(qgis_processing):
 
 @pytest.fixture(scope="session")
 def qgis_process(tmp_path_factory):
-    """Run ``qgis_process.bin`` with this checkout's plugin loaded.
+    """Run ``qgis_process.bin`` (args...) with this checkout's plugin loaded,
+    in a throw-away QGIS configuration (see scripts/qgis_env.py)."""
+    from scripts.qgis_env import prepare_config, run_qgis_process
 
-    A throw-away QGIS configuration folder gets a profile whose plugin folder
-    links to the checkout's ``ada3d_qgis`` (enabled in QGIS3.ini) and whose
-    plugin-owned dependency folder links to this environment's onnxruntime,
-    which is how ``make deploy`` lays out a real profile.
-    """
-    import shutil
-    import subprocess
-    import sys
+    env = prepare_config(tmp_path_factory.mktemp("qgis_config"))
 
-    import onnxruntime
-
-    exe = shutil.which("qgis_process.bin")
-    if exe is None:
-        pytest.fail("qgis_process.bin not found (Debian package qgis missing?)")
-    config = tmp_path_factory.mktemp("qgis_config")
-    profile = config / "profiles" / "default"
-    plugins = profile / "python" / "plugins"
-    plugins.mkdir(parents=True)
-    (plugins / "ada3d_qgis").symlink_to(REPO / "ada3d_qgis", target_is_directory=True)
-    (profile / "QGIS").mkdir()
-    (profile / "QGIS" / "QGIS3.ini").write_text("[PythonPlugins]\nada3d_qgis=true\n")
-    deps = profile / "ada3d_qgis_deps" / f"py{sys.version_info.major}{sys.version_info.minor}"
-    deps.mkdir(parents=True)
-    (deps / "onnxruntime").symlink_to(Path(onnxruntime.__file__).parent, target_is_directory=True)
-    env = dict(os.environ, QGIS_CUSTOM_CONFIG_PATH=str(config), QT_QPA_PLATFORM="offscreen")
-    # qgis_process must use QGIS's own Python, not this virtualenv.
-    for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
-        env.pop(var, None)
-
-    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [exe, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+    def run(*args: str, timeout: float = 600):
+        return run_qgis_process(env, *args, timeout=timeout)
 
     return run

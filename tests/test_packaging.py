@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from conftest import REPO
+from scripts.qgis_env import REPO
 
 REQUIRED_METADATA = (
     "name qgisMinimumVersion qgisMaximumVersion description about version author email "
@@ -32,9 +32,8 @@ def test_zip_has_one_top_level_plugin_folder(plugin_zip):
     icons = {n for n in names if n.startswith("ada3d_qgis/icons/") and n.endswith(".svg")}
     assert {"ada3d_qgis/icons/ada3d.svg", "ada3d_qgis/icons/pansharpen.svg"} <= icons
     shipped = sorted(p.name for p in (REPO / "ada3d_qgis" / "models").glob("*.onnx"))
-    assert sorted(
-        n.rsplit("/", 1)[1] for n in names if n.startswith("ada3d_qgis/models/") and n.endswith(".onnx")
-    ) == shipped
+    zipped = [n for n in names if n.startswith("ada3d_qgis/models/") and n.endswith(".onnx")]
+    assert sorted(n.rsplit("/", 1)[1] for n in zipped) == shipped
 
 
 def test_zip_carries_no_tests_caches_or_build_files(plugin_zip):

@@ -33,7 +33,7 @@ def _read(path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("ratio", [2, 3, 4])
-@pytest.mark.parametrize("gain", [0.15, 0.3, 0.5])
+@pytest.mark.parametrize("gain", [0.1, 0.15, 0.3, 0.4])
 def test_taps_response_at_nyquist_is_the_gain(ratio, gain):
     # The magnitude of the taps' DTFT does not depend on where they sit, so a
     # plain zero-padded FFT measures the filter at 1/(2 ratio) cycles/pixel.
@@ -157,20 +157,16 @@ def test_wald_pair_shapes_and_alignment_on_real_data(sample_ms, sample_pan):
     assert ms_lr.shape == (4, 64, 63)
     assert pan_lr.shape == (256, 252)
     np.testing.assert_array_equal(target, ms[:, :256, :252])
-    # The degraded PAN lies on the MS grid: it correlates best with the MS
-    # visible bands without shifting them (the sample's real offset is a
-    # quarter of an MS pixel, well under half).
+    # The degraded PAN lies on the MS grid: a PAN made by repeating an MS band
+    # over each r x r block (a perfectly registered PAN) comes back as that
+    # band when its filter is narrow.
+    synthetic = np.kron(ms[2], np.ones((2, 2)))
+    pan_lr_exact = wald_pair(ms, synthetic, 2, 4, pan_gain=0.999)[1]
+    np.testing.assert_allclose(pan_lr_exact, ms[2, :256, :256], rtol=1e-9)
+    # The real PAN is close to the visible bands at the MS scale. (It is not
+    # perfectly registered: the L8 product has a residual ~7.5 m row offset.)
     vis = target[:3].mean(axis=0)
-
-    def corr(dr: int, dc: int) -> float:
-        a = pan_lr[8:-8, 8:-8]
-        b = vis[8 + dr : 248 + dr, 8 + dc : 244 + dc]
-        return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
-
-    best = corr(0, 0)
-    assert best > 0.9
-    for dr, dc in [(1, 0), (-1, 0), (0, 1), (0, -1)]:
-        assert corr(dr, dc) < best
+    assert np.corrcoef(pan_lr.ravel(), vis.ravel())[0, 1] > 0.8
     pan3 = pan[None]
     assert wald_pair(ms, pan3, 2, 2)[1].shape == (1, 256, 256)
     with pytest.raises(ValueError):
