@@ -324,7 +324,7 @@ def load_geotiff_pair(
         and all(abs(o - round(o)) < 1e-6 for o in offset)
     )
     if aligned:
-        x0, y0 = (int(round(o)) for o in offset)
+        x0, y0 = (round(o) for o in offset)
         ms = np.stack(
             [ms_ds.GetRasterBand(b + 1).ReadAsArray(x0, y0, cols, rows) for b in bands]
         ).astype(np.float32)
@@ -479,7 +479,9 @@ def build_scenes(cfg: DataConfig, patch: int) -> SceneSet:
             if names is None:
                 names = scene_names
             elif len(scene_names) != len(names):
-                raise ValueError(f"scene {spec.name} has {len(scene_names)} bands, not {len(names)}")
+                raise ValueError(
+                    f"scene {spec.name} has {len(scene_names)} bands, not {len(names)}"
+                )
             if part == "val" and scene.valid is not None:
                 raise ValueError(
                     f"validation scene {spec.name} contains nodata; crop it to valid pixels"
@@ -539,7 +541,7 @@ class PatchDataset(Dataset):
             raise ValueError(f"patch size {patch} is not a multiple of the ratio {self.ratio}")
         counts = np.array([self._count(s) for s in self.scenes], np.float64)
         if (counts <= 0).any():
-            small = [s.name for s, c in zip(self.scenes, counts) if c <= 0]
+            small = [s.name for s, c in zip(self.scenes, counts, strict=True) if c <= 0]
             raise ValueError(f"scenes smaller than one {patch}-pixel patch: {', '.join(small)}")
         # Every patch position of the collection is equally likely.
         self.weights = counts / counts.sum()

@@ -1,0 +1,179 @@
+"""`make bench-quality`: Ada3D against the classical pansharpening methods.
+
+Validation scenes only (never trained on): the FuseBox Landsat 7 group
+P091R083 (scenes 13-18) and the Landsat 8 scene. Every method runs on the
+same GeoTIFF files:
+
+- reduced resolution (Wald's protocol, ada3d_qgis.core.degrade.wald_pair):
+  MS degraded by the model ratio, PAN by the native ratio 2, scored against
+  the original 30 m MS with SAM, ERGAS, Q2n and SCC;
+- full resolution: for ratio 2 the original pair (30 m MS, 15 m PAN); for
+  ratio 4 the MS degraded by 2 (60 m) with the original 15 m PAN; scored
+  without reference by D_lambda, D_s and QNR.
+
+Prints a Markdown table per ratio (means over scenes) and writes it, with the
+per-scene numbers as JSON, under docs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal, osr
+
+from ada3d_qgis.core import metrics
+from ada3d_qgis.core.degrade import degrade, wald_pair
+from bench import methods
+from bench.qgis_app import start_qgis
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = (REPO / ".." / "shared" / "data").resolve()
+VAL_GROUP = "P091R083"
+L8_BANDS = ("B2", "B3", "B4", "B5")
+
+gdal.UseExceptions()
+
+
+@dataclass
+class Case:
+    name: str
+    ms: np.ndarray  # (4, h, w) float32, B, G, R, NIR
+    pan: np.ndarray  # (2h, 2w) float32
+    data_range: float
+
+
+def load_cases(shared: Path) -> list[Case]:
+    from model_export.data import fusebox_specs, load_fusebox_pair, load_geotiff_pair
+
+    cases = []
+    for spec in fusebox_specs(shared / "landsat7_fusebox"):
+        if spec.group == VAL_GROUP:
+            ms, pan = load_fusebox_pair(spec.ms, spec.pan)
+            cases.append(Case(f"L7 {spec.name}", ms, pan, 255.0))
+    l8 = shared / "landsat8"
+    with tempfile.TemporaryDirectory() as tmp:
+        vrt = str(Path(tmp) / "ms.vrt")
+        gdal.BuildVRT(vrt, [str(l8 / f"l8_{b}.tif") for b in L8_BANDS], separate=True)
+        ms, pan, _, _ = load_geotiff_pair(vrt, l8 / "l8_B8.tif", 2)
+    cases.append(Case("L8 LC80200392015216", ms, pan, 65535.0))
+    return cases
+
+
+def write_tif(path: Path, image: np.ndarray, pixel: float) -> Path:
+    """Float32 GeoTIFF on a north-up UTM grid with a fixed origin, so that
+    every MS/PAN pair written here shares its top-left corner."""
+    image = image.reshape(-1, *image.shape[-2:])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path), image.shape[2], image.shape[1], image.shape[0], gdal.GDT_Float32
+    )
+    ds.SetGeoTransform((500000.0, pixel, 0.0, 4000000.0, 0.0, -pixel))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32616)
+    ds.SetProjection(srs.ExportToWkt())
+    for i, band in enumerate(image):
+        ds.GetRasterBand(i + 1).WriteArray(band)
+    ds = None
+    return path
+
+
+def read(path: Path) -> np.ndarray:
+    arr = gdal.Open(str(path)).ReadAsArray().astype(np.float64)
+    return arr.reshape(-1, *arr.shape[-2:])
+
+
+def run_methods(
+    ms: np.ndarray, pan: np.ndarray, ratio: int, all_methods: dict, work: Path
+) -> dict[str, tuple[np.ndarray, float]]:
+    """Fused image and run time (s) of every method on one MS/PAN pair."""
+    ms_path = write_tif(work / "ms.tif", ms, 15.0 * ratio)
+    pan_path = write_tif(work / "pan.tif", pan, 15.0)
+    results = {}
+    for name, method in all_methods.items():
+        out = work / f"fused_{len(results)}.tif"
+        start = time.perf_counter()
+        method(ms_path, pan_path, out)
+        elapsed = time.perf_counter() - start
+        fused = read(out)[:, : pan.shape[-2], : pan.shape[-1]]
+        results[name] = (fused, elapsed)
+    return results
+
+
+def evaluate(case: Case, ratio: int, all_methods: dict, work: Path) -> dict[str, dict]:
+    scores: dict[str, dict] = {name: {} for name in all_methods}
+    # Reduced resolution: the original MS is the reference.
+    ms_lr, pan_lr, target = wald_pair(case.ms, case.pan, native_ratio=2, model_ratio=ratio)
+    for name, (fused, secs) in run_methods(ms_lr, pan_lr, ratio, all_methods, work).items():
+        scores[name].update(metrics.reduced_resolution(target, fused, ratio, case.data_range))
+        scores[name]["seconds_rr"] = secs
+    # Full resolution: no reference; the ratio-4 pair is a 60 m MS with the 15 m PAN.
+    ms_fr = case.ms if ratio == 2 else degrade(case.ms, ratio // 2, 0.3)
+    pan_fr = case.pan[: ms_fr.shape[1] * ratio, : ms_fr.shape[2] * ratio]
+    for name, (fused, _) in run_methods(ms_fr, pan_fr, ratio, all_methods, work).items():
+        scores[name].update(metrics.full_resolution(fused, ms_fr, pan_fr, ratio))
+    return scores
+
+
+COLUMNS = ("SAM", "ERGAS", "Q2n", "SCC", "D_lambda", "D_s", "QNR")
+BETTER = {"SAM": "lower", "ERGAS": "lower", "Q2n": "higher", "SCC": "higher",
+          "D_lambda": "lower", "D_s": "lower", "QNR": "higher"}
+
+
+def table(per_case: dict[str, dict[str, dict]]) -> tuple[str, dict[str, dict]]:
+    method_names = list(next(iter(per_case.values())))
+    means = {
+        m: {c: float(np.mean([per_case[k][m][c] for k in per_case])) for c in COLUMNS}
+        for m in method_names
+    }
+    lines = ["| Method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for m in method_names:
+        lines.append(f"| {m} | " + " | ".join(f"{means[m][c]:.4f}" for c in COLUMNS) + " |")
+    return "\n".join(lines), means
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ratio", type=int, action="append", choices=(2, 4))
+    parser.add_argument("--model", type=Path, action="append", default=[],
+                        help="extra Ada3D .onnx to score (default: the shipped model per ratio)")
+    parser.add_argument("--out", type=Path, default=REPO / "docs")
+    parser.add_argument("--shared", type=Path, default=SHARED)
+    args = parser.parse_args()
+    app = start_qgis()  # noqa: F841 - keep QGIS alive for processing.run
+    cases = load_cases(args.shared)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for ratio in args.ratio or (2, 4):
+        all_methods = dict(methods.CLASSICAL)
+        all_methods["Ada3D (shipped)"] = methods.ada3d()
+        for model in args.model:
+            all_methods[f"Ada3D ({model.stem})"] = methods.ada3d(model)
+        per_case = {}
+        for case in cases:
+            with tempfile.TemporaryDirectory() as tmp:
+                per_case[case.name] = evaluate(case, ratio, all_methods, Path(tmp))
+            print(f"ratio {ratio}: {case.name} done", flush=True)
+        text, means = table(per_case)
+        classical = [m for m in means if not m.startswith("Ada3D")]
+        best = min(means[m]["ERGAS"] for m in classical)
+        ours = means["Ada3D (shipped)"]["ERGAS"]
+        summary = (
+            f"Ratio {ratio}, {len(cases)} validation scenes (means). Reduced resolution: SAM "
+            f"(degrees), ERGAS, Q2n (32-px blocks), SCC; full resolution: D_lambda, D_s, QNR.\n"
+            f"Ada3D ERGAS {ours:.4f} against the best classical {best:.4f} "
+            f"({100 * (best - ours) / best:+.1f} % lower is better for Ada3D).\n"
+        )
+        print(f"\n{summary}\n{text}\n", flush=True)
+        (args.out / f"quality_r{ratio}.md").write_text(
+            f"# Quality, ratio {ratio}\n\nMade by `make bench-quality` (bench/quality.py).\n\n"
+            f"{summary}\n{text}\n"
+        )
+        (args.out / f"quality_r{ratio}.json").write_text(json.dumps(per_case, indent=1))
+
+
+if __name__ == "__main__":
+    main()

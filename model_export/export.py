@@ -1,0 +1,327 @@
+"""Export an Ada3D checkpoint to the single .onnx file the QGIS plugin runs.
+
+    python -m model_export.export --checkpoint CKPT --out MODEL.onnx [--name NAME]
+        [--tile-size PX] [--overlap PX]
+
+The graph has inputs ``ms`` (B, L, h, w), ``pan`` (B, 1, r h, r w), ``context``
+(B, K) and ``context_weight`` (B, 1) and outputs ``fused`` (B, L, r h, r w) and
+``context_out`` (B, K), with batch, height and width dynamic (see DESIGN.md,
+"Tiling and the pooled statistics"). After writing, the file is checked with
+``onnx.checker`` (full check) and run in onnxruntime against PyTorch on random
+and on real Landsat inputs at two sizes, with ``context_weight`` 0 and 1; any
+difference above 1e-4 aborts the export (non-zero exit) and removes the file.
+The metadata (``ada3d_qgis.core.metadata``) goes into ``metadata_props``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import Tensor, nn
+
+from ada3d_qgis.core.metadata import ModelMetadata
+from ada3d_qgis.core.normalise import METHOD as NORMALISATION_METHOD
+from model_export.model import Ada3D, Ada3DConfig, receptive_field_halo
+
+OPSET = 18
+INPUT_NAMES = ["ms", "pan", "context", "context_weight"]
+OUTPUT_NAMES = ["fused", "context_out"]
+#: Largest onnxruntime-vs-PyTorch difference accepted (inputs in [0, 1]).
+PARITY_TOLERANCE = 1e-4
+#: Default tile edge in PAN pixels (see ``default_tile_size``).
+DEFAULT_TILE_SIZE = 256
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_MS = REPO / "tests" / "data" / "l8_ms.tif"
+SAMPLE_PAN = REPO / "tests" / "data" / "l8_pan.tif"
+#: Native PAN/MS ratio of the Landsat sample.
+SAMPLE_NATIVE_RATIO = 2
+
+
+class ExportError(RuntimeError):
+    """The exported graph is invalid or disagrees with PyTorch."""
+
+
+class _ContextModel(nn.Module):
+    """The graph that ships: ``forward_with_context`` as the forward pass."""
+
+    def __init__(self, model: Ada3D) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, ms: Tensor, pan: Tensor, context: Tensor, context_weight: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        return self.model.forward_with_context(ms, pan, context, context_weight)
+
+
+def load_checkpoint(path: str | Path) -> tuple[Ada3D, dict[str, Any]]:
+    """Model (eval mode, CPU) and the raw checkpoint dict written by train.py."""
+    # weights_only=False: a training checkpoint also carries optimizer and RNG
+    # state; export only ever reads checkpoints the user produced.
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = Ada3D(Ada3DConfig.from_dict(ckpt["config"]))
+    state = ckpt["model"]
+    # DistributedDataParallel prefixes every key with "module.".
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model.load_state_dict(state)
+    return model.eval(), ckpt
+
+
+def example_inputs(cfg: Ada3DConfig, lr_size: int, batch: int = 1, seed: int = 0):
+    """Random inputs in [0, 1] for a (lr_size x lr_size) MS, and a random context."""
+    gen = torch.Generator().manual_seed(seed)
+    ms = torch.rand(batch, cfg.bands, lr_size, lr_size, generator=gen)
+    pan = torch.rand(batch, 1, lr_size * cfg.ratio, lr_size * cfg.ratio, generator=gen)
+    context = torch.rand(batch, cfg.context_size, generator=gen)
+    return ms, pan, context, torch.zeros(batch, 1)
+
+
+def export_onnx(model: Ada3D, out_path: str | Path, dynamo: bool = True) -> None:
+    """Write ``model`` as ONNX (single file, dynamic batch/height/width)."""
+    cfg = model.config
+    wrapper = _ContextModel(model).eval()
+    args = example_inputs(cfg, 8, batch=2)
+    if dynamo:
+        batch = torch.export.Dim("batch", min=1)
+        rows = torch.export.Dim("rows", min=2)
+        cols = torch.export.Dim("cols", min=2)
+        dynamic_shapes = {
+            "ms": {0: batch, 2: rows, 3: cols},
+            "pan": {0: batch, 2: cfg.ratio * rows, 3: cfg.ratio * cols},
+            "context": {0: batch},
+            "context_weight": {0: batch},
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapper,
+                args,
+                dynamo=True,
+                input_names=INPUT_NAMES,
+                output_names=OUTPUT_NAMES,
+                dynamic_shapes=dynamic_shapes,
+                opset_version=OPSET,
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
+        program.save(str(out_path), external_data=False)
+    else:
+        dynamic_axes = {
+            "ms": {0: "batch", 2: "rows", 3: "cols"},
+            "pan": {0: "batch", 2: "pan_rows", 3: "pan_cols"},
+            "context": {0: "batch"},
+            "context_weight": {0: "batch"},
+            "fused": {0: "batch", 2: "pan_rows", 3: "pan_cols"},
+            "context_out": {0: "batch"},
+        }
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(out_path),
+            dynamo=False,
+            input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+        )
+
+
+def write_metadata(onnx_path: str | Path, meta: ModelMetadata) -> None:
+    """Replace the file's ``metadata_props`` with ``meta`` and run the full checker."""
+    proto = onnx.load(str(onnx_path))
+    del proto.metadata_props[:]
+    for key, value in meta.to_props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "ada3d-qgis model_export"
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(onnx_path))
+
+
+def ort_session(onnx_path: str | Path, threads: int = 0):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+
+def sample_inputs(cfg: Ada3DConfig, lr_size: int) -> tuple[Tensor, Tensor]:
+    """Real Landsat 8 inputs at the model's ratio (Wald pair of the test sample),
+    each band scaled to [0, 1], cropped to a (lr_size x lr_size) MS."""
+    from osgeo import gdal
+
+    from ada3d_qgis.core.degrade import wald_pair
+
+    ms_ds, pan_ds = gdal.Open(str(SAMPLE_MS)), gdal.Open(str(SAMPLE_PAN))
+    ms = ms_ds.ReadAsArray().astype(np.float64)
+    pan = pan_ds.ReadAsArray().astype(np.float64)
+    ms_lr, pan_lr, _ = wald_pair(ms, pan, native_ratio=SAMPLE_NATIVE_RATIO, model_ratio=cfg.ratio)
+    pan_lr = pan_lr.reshape(1, *pan_lr.shape[-2:])
+    if ms_lr.shape[0] < cfg.bands:
+        # A model with more bands than the sample: repeat bands (parity only).
+        ms_lr = np.concatenate([ms_lr] * -(-cfg.bands // ms_lr.shape[0]))
+    ms_lr = _unit_scale(ms_lr[: cfg.bands, :lr_size, :lr_size])
+    r = cfg.ratio
+    pan_lr = _unit_scale(pan_lr[:, : lr_size * r, : lr_size * r])
+    if ms_lr.shape[-1] < lr_size or ms_lr.shape[-2] < lr_size:
+        raise ValueError(f"the sample is smaller than {lr_size} MS pixels at ratio {r}")
+    return torch.from_numpy(ms_lr[None]).float(), torch.from_numpy(pan_lr[None]).float()
+
+
+def _unit_scale(x: np.ndarray) -> np.ndarray:
+    lo = x.min(axis=(1, 2), keepdims=True)
+    hi = x.max(axis=(1, 2), keepdims=True)
+    return (x - lo) / np.maximum(hi - lo, 1e-12)
+
+
+def parity_check(
+    model: Ada3D, onnx_path: str | Path, sizes: tuple[int, ...] = (16, 40)
+) -> float:
+    """Largest |onnxruntime - PyTorch| over random and real inputs at ``sizes``
+    (MS pixels), context weight 0 and 1; raises ExportError above the tolerance."""
+    session = ort_session(onnx_path)
+    cfg = model.config
+    worst = 0.0
+    for size in sizes:
+        ms, pan, context, _ = example_inputs(cfg, size, seed=size)
+        cases = {"random": (ms, pan), "Landsat": sample_inputs(cfg, size)}
+        for label, (ms, pan) in cases.items():
+            for weight in (0.0, 1.0):
+                w = torch.full((1, 1), weight)
+                with torch.no_grad():
+                    ref = model.forward_with_context(ms, pan, context, w)
+                feeds = {
+                    "ms": ms.numpy(),
+                    "pan": pan.numpy(),
+                    "context": context.numpy(),
+                    "context_weight": w.numpy(),
+                }
+                got = session.run(OUTPUT_NAMES, feeds)
+                for name, a, b in zip(OUTPUT_NAMES, ref, got, strict=True):
+                    err = float(np.abs(a.numpy() - b).max())
+                    worst = max(worst, err)
+                    if not err <= PARITY_TOLERANCE:
+                        raise ExportError(
+                            f"onnxruntime and PyTorch differ by {err:.3g} on output {name} "
+                            f"({label} input, {size * cfg.ratio} px, context weight {weight}); "
+                            f"the tolerance is {PARITY_TOLERANCE}"
+                        )
+    return worst
+
+
+def build_metadata(
+    model: Ada3D,
+    ckpt: dict[str, Any],
+    name: str,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    description: str = "",
+) -> ModelMetadata:
+    """Metadata for ``model`` from its checkpoint; tile sizes in PAN pixels."""
+    cfg = model.config
+    r = cfg.ratio
+    halo = receptive_field_halo(cfg)
+    overlap = halo if overlap is None else overlap
+    if overlap < halo or overlap % r:
+        raise ValueError(f"overlap must be a multiple of {r} and at least the halo {halo}")
+    tile_size = DEFAULT_TILE_SIZE if tile_size is None else tile_size
+    if tile_size % r or tile_size <= 2 * overlap:
+        raise ValueError(f"tile size must be a multiple of {r} larger than twice the overlap")
+    band_names = list(ckpt.get("band_names") or [f"band{i + 1}" for i in range(cfg.bands)])
+    return ModelMetadata(
+        model_name=name,
+        config=cfg.to_dict(),
+        bands=cfg.bands,
+        band_names=band_names,
+        ratio=r,
+        normalisation={"method": NORMALISATION_METHOD},
+        halo=halo,
+        tile_size=tile_size,
+        overlap=overlap,
+        context_size=cfg.context_size,
+        training=dict(ckpt.get("training") or {}),
+        validation=dict(ckpt.get("validation") or {}),
+        description=description or str(ckpt.get("description", "")),
+    )
+
+
+def export_checkpoint(
+    checkpoint_path: str | Path,
+    out_path: str | Path,
+    name: str | None = None,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    description: str = "",
+    check: bool = True,
+    dynamo: bool = True,
+) -> ModelMetadata:
+    """Export ``checkpoint_path`` to ``out_path`` with metadata, checked.
+
+    ``check=False`` skips the onnxruntime parity run (the checker still runs).
+    On any failure the output file is removed and the exception propagates.
+    """
+    out_path = Path(out_path)
+    model, ckpt = load_checkpoint(checkpoint_path)
+    meta = build_metadata(
+        model, ckpt, name or out_path.stem, tile_size, overlap, description
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".part")
+    try:
+        export_onnx(model, tmp, dynamo=dynamo)
+        write_metadata(tmp, meta)
+        if check:
+            parity_check(model, tmp)
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_export.export", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--checkpoint", required=True, help="checkpoint written by train.py")
+    parser.add_argument("--out", required=True, help="output .onnx file")
+    parser.add_argument("--name", help="model name in the metadata (default: file name)")
+    parser.add_argument("--tile-size", type=int, help=f"PAN px (default {DEFAULT_TILE_SIZE})")
+    parser.add_argument("--overlap", type=int, help="PAN px (default: the measured halo)")
+    parser.add_argument("--description", default="", help="model card text")
+    parser.add_argument(
+        "--legacy", action="store_true", help="use the TorchScript exporter instead of dynamo"
+    )
+    args = parser.parse_args(argv)
+    try:
+        meta = export_checkpoint(
+            args.checkpoint,
+            args.out,
+            name=args.name,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            description=args.description,
+            dynamo=not args.legacy,
+        )
+    except (ExportError, ValueError, onnx.checker.ValidationError) as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {args.out}: {meta.model_name}, {meta.bands} bands, ratio {meta.ratio}, "
+        f"halo {meta.halo} px, tile {meta.tile_size} px, overlap {meta.overlap} px; "
+        f"onnxruntime parity within {PARITY_TOLERANCE}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
