@@ -13,7 +13,6 @@ import json
 import re
 import sys
 import time
-from pathlib import Path
 
 from scripts.qgis_env import REPO, prepare_config, run_qgis_process
 from scripts.quicklook import cubic_on_grid, read_rgb, side_by_side
