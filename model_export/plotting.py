@@ -45,9 +45,9 @@ def plot_training(
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
     for ax, (key, title, metric) in zip(axes.flat, panels, strict=True):
         ax.plot(samples, _column(rows, key), marker=".", label="Ada3D")
-        for name, values in (baselines or {}).items():
+        for n, (name, values) in enumerate((baselines or {}).items()):
             if metric and metric in values:
-                ax.axhline(values[metric], linestyle="--", linewidth=1, label=name)
+                ax.axhline(values[metric], color=f"C{n + 1}", linestyle="--", lw=1, label=name)
         ax.set_title(title)
         ax.grid(alpha=0.3)
         if metric:

@@ -68,8 +68,10 @@ class RunningStats:
             n = mask.sum(axis=1)
             if not n.any():
                 return
-            self._shift = np.where(n > 0, (block * mask).sum(axis=1) / np.maximum(n, 1), 0.0)
-        d = (block - self._shift[:, None]) * mask
+            # np.where, not a product: masked-out pixels may hold NaN nodata.
+            total = np.where(mask, block, 0.0).sum(axis=1)
+            self._shift = np.where(n > 0, total / np.maximum(n, 1), 0.0)
+        d = np.where(mask, block - self._shift[:, None], 0.0)
         self._n += mask.sum(axis=1)
         self._s += d.sum(axis=1)
         self._ss += (d * d).sum(axis=1)

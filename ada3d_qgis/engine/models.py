@@ -1,0 +1,113 @@
+"""Which model runs: the user's .onnx file, or the shipped one that fits.
+
+A model fits an input when it takes exactly the selected number of MS bands and
+its ratio matches the PAN/MS pixel-size ratio (within :data:`RATIO_TOLERANCE`,
+which absorbs the small scale change of a reprojection). Every choice comes
+with a sentence saying why, for the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.metadata import ModelMetadata
+from . import Ada3DError
+from .session import read_metadata
+
+#: Relative difference allowed between the measured and the model's ratio.
+RATIO_TOLERANCE = 0.05
+
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    path: Path
+    metadata: ModelMetadata
+    reason: str
+
+
+def ratio_fits(measured: float, ratio: int) -> bool:
+    return abs(measured - ratio) <= RATIO_TOLERANCE * ratio
+
+
+def _describe(meta: ModelMetadata) -> str:
+    return f"{meta.bands} bands ({', '.join(meta.band_names)}) at ratio {meta.ratio}"
+
+
+def check_fit(path: Path, meta: ModelMetadata, bands: int, measured_ratio: float) -> None:
+    """Raise a sentence when ``meta`` cannot run on the input."""
+    if meta.bands != bands:
+        raise Ada3DError(
+            f"The model {path.name} takes {meta.bands} multispectral bands "
+            f"({', '.join(meta.band_names)}), but {bands} are selected; select "
+            f"{meta.bands} bands in that order."
+        )
+    if not ratio_fits(measured_ratio, meta.ratio):
+        raise Ada3DError(
+            f"The multispectral pixels are {measured_ratio:.3g} times the panchromatic pixel "
+            f"size, but the model {path.name} is made for a ratio of {meta.ratio}."
+        )
+
+
+def shipped_models(folder: Path = SHIPPED_DIR) -> list[tuple[Path, ModelMetadata]]:
+    """Every readable Ada3D model in ``folder`` (unreadable files are skipped)."""
+    found = []
+    for path in sorted(folder.glob("*.onnx")):
+        try:
+            found.append((path, read_metadata(path)))
+        except Ada3DError:
+            continue
+    return found
+
+
+def _name_matches(meta: ModelMetadata, descriptions: Sequence[str]) -> int:
+    """How many selected MS bands are described by the model's band name."""
+    return sum(
+        1
+        for name, text in zip(meta.band_names, descriptions, strict=False)
+        if name and text and name.lower() in text.lower()
+    )
+
+
+def choose_model(
+    bands: int,
+    measured_ratio: float,
+    explicit: str | Path | None = None,
+    descriptions: Sequence[str] = (),
+    folder: Path = SHIPPED_DIR,
+) -> ModelChoice:
+    """The model to run on ``bands`` MS bands at ``measured_ratio``, and why."""
+    if explicit:
+        path = Path(explicit)
+        meta = read_metadata(path)
+        check_fit(path, meta, bands, measured_ratio)
+        return ModelChoice(path, meta, f"the model file given ({_describe(meta)})")
+    candidates = shipped_models(folder)
+    if not candidates:
+        raise Ada3DError(
+            f"No model is installed in {folder}; give a model file (MODEL) exported with "
+            "python -m model_export.export."
+        )
+    fitting = [
+        (p, m) for p, m in candidates if m.bands == bands and ratio_fits(measured_ratio, m.ratio)
+    ]
+    if not fitting:
+        offered = "; ".join(f"{p.name}: {_describe(m)}" for p, m in candidates)
+        raise Ada3DError(
+            f"No installed model fits {bands} multispectral bands at a pixel-size ratio of "
+            f"{measured_ratio:.3g} (installed: {offered}). Select other bands, resample the "
+            "inputs, or give a model file (MODEL)."
+        )
+    # Prefer the model whose band names match the MS band descriptions, then by name.
+    fitting.sort(key=lambda pm: (-_name_matches(pm[1], descriptions), pm[0].name))
+    path, meta = fitting[0]
+    why = f"the shipped model for {_describe(meta)}, which fits the input"
+    if len(fitting) > 1:
+        why += (
+            f" ({len(fitting)} fit; this one's band names match the input best, "
+            "then by file name)"
+        )
+    return ModelChoice(path, meta, why)

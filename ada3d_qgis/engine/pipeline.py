@@ -1,0 +1,394 @@
+"""One pansharpening run, from two rasters to a finished output file.
+
+    open inputs -> measure ratio -> choose model -> open session (device)
+      -> align MS on the r x PAN grid -> plan tiles
+      -> statistics pass (streamed, nodata excluded)
+      -> pooled context (pass 1, w = 0, on up to 16 spread tiles; skipped for one tile)
+      -> every tile (w = 1 with that context): normalise, fill gaps, run, crop the
+         core, de-normalise, clip, mask nodata, write
+      -> move the finished file into place
+
+The feedback object is duck-typed on QgsProcessingFeedback (``setProgress``,
+``pushInfo``, ``isCanceled``) so that the engine runs without QGIS too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..core.normalise import BandStats, RunningStats, denormalise, normalise
+from . import Ada3DError, Cancelled
+from .models import choose_model
+from .raster_io import (
+    AlignedInputs,
+    OutputWriter,
+    align_inputs,
+    check_bands,
+    check_output_folder,
+    choose_nodata,
+    driver_for_path,
+    gdal_cache_limit,
+    gdal_type_named,
+    input_ratio,
+    open_raster,
+    quiet_gdal,
+    to_output,
+)
+from .session import ModelSession, open_session
+from .tiling import Tile, round_up, spread_tiles, tile_grid
+
+#: GDAL block cache during a run (see raster_io.gdal_cache_limit).
+GDAL_CACHE_BYTES = 256 * 1024 * 1024
+#: Pixels per window of the statistics pass (bounds its memory, ~100 MB).
+STATS_WINDOW_PIXELS = 2_000_000
+#: Share of the progress bar given to the statistics pass.
+STATS_PROGRESS = 5.0
+#: Seconds between two ETA lines in the log.
+ETA_INTERVAL = 10.0
+
+
+class Feedback(Protocol):
+    def setProgress(self, progress: float) -> None: ...
+    def pushInfo(self, info: str) -> None: ...
+    def isCanceled(self) -> bool: ...
+
+
+class PrintFeedback:
+    """Feedback for scripts: prints the log, never cancels."""
+
+    def setProgress(self, progress: float) -> None:
+        pass
+
+    def pushInfo(self, info: str) -> None:
+        print(info, flush=True)
+
+    def isCanceled(self) -> bool:
+        return False
+
+
+@dataclass
+class RunOptions:
+    pan: str
+    ms: str
+    output: str
+    pan_band: int = 1
+    #: 1-based MS bands; None: all bands.
+    ms_bands: Sequence[int] | None = None
+    #: An .onnx file; None or "": the shipped model that fits.
+    model: str | None = None
+    device: str = "auto"
+    #: PAN pixels; 0: from the model's metadata.
+    tile_size: int = 0
+    overlap: int = 0
+    #: GDAL driver short name; None: from the output's extension.
+    driver: str | None = None
+    creation_options: Sequence[str] = ()
+
+
+@dataclass
+class RunResult:
+    output: Path
+    model: Path
+    provider: str
+    device_note: str
+    tiles: int
+    width: int
+    height: int
+    seconds: float
+
+
+@dataclass
+class SceneStats:
+    ms: BandStats
+    pan: BandStats
+    #: Per MS band: does any pixel of the output window lack data?
+    ms_gaps: list[bool] = field(default_factory=list)
+    pan_gaps: bool = False
+
+
+def _warn(feedback: Feedback, text: str) -> None:
+    push = getattr(feedback, "pushWarning", None) or feedback.pushInfo
+    push(text)
+
+
+def _check_cancel(feedback: Feedback) -> None:
+    if feedback.isCanceled():
+        raise Cancelled("cancelled by the user")
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+# --------------------------------------------------------------------------- passes
+
+
+def scene_statistics(
+    inputs: AlignedInputs,
+    feedback: Feedback,
+    progress: Callable[[float], None] = lambda f: None,
+) -> SceneStats:
+    """Mean/std of every MS band (on the aligned grid) and of the PAN over the
+    output window, streamed strip by strip, gaps (NaN) excluded."""
+    r, grid = inputs.ratio, inputs.grid
+    rows = max(r, (STATS_WINDOW_PIXELS // max(grid.width, 1)) // r * r)
+    ms_rs, pan_rs = RunningStats(inputs.bands), RunningStats(1)
+    ms_gaps = np.zeros(inputs.bands, bool)
+    pan_gaps = False
+    for y in range(0, grid.height, rows):
+        _check_cancel(feedback)
+        h = min(rows, grid.height - y)
+        pan = inputs.read_pan(0, y, grid.width, h)[None]
+        valid = np.isfinite(pan)
+        pan_gaps |= not valid.all()
+        pan_rs.update(np.where(valid, pan, 0.0), valid)
+        ms = inputs.read_ms(0, y // r, grid.width // r, h // r)
+        valid = np.isfinite(ms)
+        ms_gaps |= ~valid.all(axis=(1, 2))
+        ms_rs.update(np.where(valid, ms, 0.0), valid)
+        progress((y + h) / grid.height)
+    try:
+        ms_stats, pan_stats = ms_rs.result(), pan_rs.result()
+    except ValueError as exc:
+        raise Ada3DError(
+            "The area common to both rasters holds no valid pixels (everything is nodata) "
+            "in at least one band."
+        ) from exc
+    return SceneStats(ms_stats, pan_stats, ms_gaps.tolist(), bool(pan_gaps))
+
+
+@dataclass
+class FusedTile:
+    """A tile's core, de-normalised (float64, (L, h, w)), and where it holds data."""
+
+    values: np.ndarray
+    valid: np.ndarray
+    context: np.ndarray | None
+
+
+def fuse_tile(
+    model: ModelSession,
+    inputs: AlignedInputs,
+    tile: Tile,
+    stats: SceneStats,
+    context: np.ndarray | None,
+    weight: float,
+) -> FusedTile:
+    """Read, normalise, run and crop one tile."""
+    r = inputs.ratio
+    ms = inputs.read_ms(*tile.ms_window(r))
+    pan = inputs.read_pan(tile.x, tile.y, tile.width, tile.height)
+    ms_valid, pan_valid = np.isfinite(ms), np.isfinite(pan)
+    # Gaps get the band mean (0 once normalised) so that they disturb their
+    # neighbours as little as possible; they are masked again afterwards.
+    ms_n = np.where(ms_valid, normalise(ms, stats.ms), 0.0).astype(np.float32)
+    pan_n = np.where(pan_valid, normalise(pan[None], stats.pan)[0], 0.0).astype(np.float32)
+    fused, own = model.run(ms_n, pan_n, context, weight)
+    rows, cols = tile.core_slices
+    values = denormalise(fused[:, rows, cols], stats.ms)
+    valid = ms_valid.repeat(r, axis=1).repeat(r, axis=2)[:, rows, cols] & pan_valid[rows, cols]
+    return FusedTile(values, valid, own)
+
+
+def pooled_context(
+    model: ModelSession,
+    inputs: AlignedInputs,
+    tiles: list[Tile],
+    stats: SceneStats,
+    feedback: Feedback,
+    done: Callable[[], None] = lambda: None,
+) -> np.ndarray:
+    """Pass 1: the mean of the own pooled context of up to 16 spread tiles (w = 0)."""
+    contexts = []
+    for tile in tiles:
+        _check_cancel(feedback)
+        contexts.append(fuse_tile(model, inputs, tile, stats, None, 0.0).context)
+        done()
+    return np.mean(np.asarray(contexts, np.float64), axis=0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def plan_tiles(model: ModelSession, inputs: AlignedInputs, opts: RunOptions, feedback: Feedback):
+    """Tile size and overlap (user or metadata, rounded to the ratio) and the grid."""
+    meta, r = model.metadata, inputs.ratio
+    tile_size = round_up(opts.tile_size or meta.tile_size, r)
+    overlap = round_up(opts.overlap or meta.overlap, r)
+    if overlap < meta.halo:
+        _warn(
+            feedback,
+            f"Warning: the overlap ({overlap} px) is below the model's halo ({meta.halo} px); "
+            "tile borders may show seams.",
+        )
+    tiles = tile_grid(inputs.grid.width, inputs.grid.height, tile_size, overlap, r)
+    return tile_size, overlap, tiles
+
+
+def output_types(inputs: AlignedInputs, model: ModelSession, stats: SceneStats):
+    """(GDAL type, per-band nodata) of the output."""
+    declared = model.metadata.output_dtype
+    gdal_type = gdal_type_named(declared) if declared else inputs.ms_type
+    nodata = [
+        choose_nodata(gdal_type, value, gap or stats.pan_gaps)
+        for value, gap in zip(inputs.ms_nodata, stats.ms_gaps, strict=True)
+    ]
+    return gdal_type, nodata
+
+
+def band_descriptions(inputs: AlignedInputs, model: ModelSession) -> list[str]:
+    """The MS band descriptions, or the model's band names where there are none."""
+    names = model.metadata.band_names
+    return [d or (names[i] if i < len(names) else "") for i, d in enumerate(inputs.ms_descriptions)]
+
+
+def _write_tile(
+    writer: OutputWriter, tile: Tile, fused: FusedTile, gdal_type: int, nodata: list
+) -> None:
+    out = []
+    for b, value in enumerate(nodata):
+        band = to_output(fused.values[b], gdal_type, value)
+        if value is not None:
+            band[~fused.valid[b]] = value
+        out.append(band)
+    writer.write(tile.core_x, tile.core_y, np.stack(out))
+
+
+class _Progress:
+    """Progress bar and ETA lines over the statistics pass and both tile passes."""
+
+    def __init__(self, feedback: Feedback, total_tiles: int) -> None:
+        self.feedback = feedback
+        self.total = total_tiles
+        self.done = 0
+        self.start = time.monotonic()
+        self.last_log = 0.0
+
+    def stats(self, fraction: float) -> None:
+        self.feedback.setProgress(STATS_PROGRESS * fraction)
+
+    def begin_tiles(self) -> None:
+        self.start = time.monotonic()
+
+    def tile(self) -> None:
+        self.done += 1
+        self.feedback.setProgress(
+            STATS_PROGRESS + (100 - STATS_PROGRESS) * self.done / self.total
+        )
+        now = time.monotonic()
+        if self.done < self.total and (self.done == 1 or now - self.last_log >= ETA_INTERVAL):
+            self.last_log = now
+            per_tile = (now - self.start) / self.done
+            self.feedback.pushInfo(
+                f"Tile {self.done}/{self.total}; about "
+                f"{_duration(per_tile * (self.total - self.done))} left."
+            )
+
+
+def run(opts: RunOptions, feedback: Feedback | None = None) -> RunResult:
+    """Pansharpen ``opts.ms`` with ``opts.pan`` into ``opts.output``.
+
+    Raises Ada3DError (a sentence for the user) or Cancelled; in both cases no
+    output file is left behind.
+    """
+    feedback = feedback or PrintFeedback()
+    start = time.monotonic()
+    with quiet_gdal(), gdal_cache_limit(GDAL_CACHE_BYTES):
+        pan_ds = open_raster(opts.pan, "panchromatic")
+        ms_ds = open_raster(opts.ms, "multispectral")
+        ms_bands = (
+            list(range(1, ms_ds.RasterCount + 1)) if opts.ms_bands is None else list(opts.ms_bands)
+        )
+        check_bands(pan_ds, [opts.pan_band], "panchromatic")
+        check_bands(ms_ds, ms_bands, "multispectral")
+        descriptions = [ms_ds.GetRasterBand(b).GetDescription() for b in ms_bands]
+        choice = choose_model(len(ms_bands), input_ratio(pan_ds, ms_ds), opts.model, descriptions)
+        feedback.pushInfo(f"Model: {choice.path.name}, {choice.reason}.")
+        model = open_session(choice.path, opts.device)
+        feedback.pushInfo(f"Execution provider: {model.provider} ({model.device_note}).")
+        inputs = align_inputs(pan_ds, opts.pan_band, ms_ds, ms_bands, choice.metadata.ratio)
+        try:
+            return _run_aligned(opts, feedback, model, inputs, start)
+        finally:
+            inputs.close()
+
+
+def _run_aligned(
+    opts: RunOptions,
+    feedback: Feedback,
+    model: ModelSession,
+    inputs: AlignedInputs,
+    start: float,
+) -> RunResult:
+    grid = inputs.grid
+    feedback.pushInfo(
+        f"Output: {grid.width} x {grid.height} px of {grid.dx:g} x {grid.dy:g} on the "
+        f"panchromatic grid (from its pixel {inputs.col}, {inputs.row}); multispectral: "
+        f"{inputs.resampling}."
+    )
+    driver = opts.driver or driver_for_path(opts.output)
+    check_output_folder(opts.output)
+    tile_size, overlap, tiles = plan_tiles(model, inputs, opts, feedback)
+    two_pass = model.has_context and len(tiles) > 1
+    context_tiles = spread_tiles(tiles) if two_pass else []
+    if len(tiles) == 1:
+        how = "the scene fits one tile: one pass with its own pooled statistics (exact)"
+    elif two_pass:
+        how = (
+            f"pooled context from {len(context_tiles)} spread tiles, then every tile "
+            "with that context"
+        )
+    else:
+        how = "this model has no pooled-context input: each tile uses its own statistics"
+    feedback.pushInfo(
+        f"Tiles: {len(tiles)} of {tile_size} px with {overlap} px overlap; {how}."
+    )
+    progress = _Progress(feedback, len(context_tiles) + len(tiles))
+    stats = scene_statistics(inputs, feedback, progress.stats)
+    progress.begin_tiles()
+    gdal_type, nodata = output_types(inputs, model, stats)
+    with OutputWriter(
+        opts.output,
+        driver,
+        grid,
+        gdal_type,
+        nodata,
+        band_descriptions(inputs, model),
+        opts.creation_options,
+    ) as writer:
+        context = None
+        if two_pass:
+            context = pooled_context(model, inputs, context_tiles, stats, feedback, progress.tile)
+        weight = 1.0 if context is not None else 0.0
+        for tile in tiles:
+            _check_cancel(feedback)
+            fused = fuse_tile(model, inputs, tile, stats, context, weight)
+            _write_tile(writer, tile, fused, gdal_type, nodata)
+            progress.tile()
+        _check_cancel(feedback)
+        output = writer.commit()
+    seconds = time.monotonic() - start
+    feedback.pushInfo(f"Done in {_duration(seconds)}: {output}")
+    return RunResult(
+        output,
+        model.path,
+        model.provider,
+        model.device_note,
+        len(tiles),
+        grid.width,
+        grid.height,
+        seconds,
+    )

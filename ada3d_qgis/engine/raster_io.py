@@ -1,0 +1,633 @@
+"""GDAL side of the engine: inputs, MS-to-PAN-grid alignment, windowed I/O and
+an output that appears only when it is complete.
+
+Nothing here ever holds a whole raster: inputs are read window by window, the
+MS is resampled lazily through a warped VRT, and the output is written window
+by window to a temporary file next to the target, renamed when complete.
+
+GDAL's Python exceptions are a process-wide switch that other QGIS code relies
+on, so this module leaves it alone: it silences GDAL's error printing for the
+current thread, checks return values and reports GDAL's last message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal, gdal_array, osr
+
+from . import Ada3DError
+
+#: Creation options of the default output (and of the intermediate GTiff
+#: written for formats that cannot be written window by window).
+GTIFF_OPTIONS = ("TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER")
+
+#: Two grids whose edges differ by less than this fraction of a pixel are
+#: treated as aligned (GeoTIFF origins carry rounding noise).
+_EPS_PX = 1e-3
+
+
+@contextlib.contextmanager
+def quiet_gdal() -> Iterator[None]:
+    """Keep GDAL from printing errors (they are turned into sentences instead);
+    the handler stack is per thread, so QGIS's own handler is untouched."""
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    gdal.ErrorReset()
+    try:
+        yield
+    finally:
+        gdal.PopErrorHandler()
+
+
+def _gdal_message(default: str = "") -> str:
+    msg = (gdal.GetLastErrorMsg() or "").strip()
+    return msg or default
+
+
+@contextlib.contextmanager
+def gdal_cache_limit(max_bytes: int) -> Iterator[None]:
+    """Cap GDAL's block cache during a run: its default (5 % of RAM) plus the
+    network's working memory would break the peak-memory budget on a big
+    machine. The previous value is restored afterwards."""
+    previous = gdal.GetCacheMax()
+    gdal.SetCacheMax(min(previous, max_bytes))
+    try:
+        yield
+    finally:
+        gdal.SetCacheMax(previous)
+
+
+# --------------------------------------------------------------------------- grids
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up raster grid: top-left corner, pixel size (both > 0), size, CRS."""
+
+    x0: float
+    y0: float
+    dx: float
+    dy: float
+    width: int
+    height: int
+    crs_wkt: str
+
+    @property
+    def geotransform(self) -> tuple[float, float, float, float, float, float]:
+        return (self.x0, self.dx, 0.0, self.y0, 0.0, -self.dy)
+
+    @property
+    def x1(self) -> float:
+        return self.x0 + self.width * self.dx
+
+    @property
+    def y1(self) -> float:
+        """Bottom edge (y decreases downwards)."""
+        return self.y0 - self.height * self.dy
+
+    def window(self, col: int, row: int, width: int, height: int, step: int = 1) -> Grid:
+        """The sub-grid starting at pixel (col, row), ``width`` x ``height``
+        pixels of ``step`` times this grid's pixel size."""
+        return Grid(
+            self.x0 + col * self.dx,
+            self.y0 - row * self.dy,
+            self.dx * step,
+            self.dy * step,
+            width,
+            height,
+            self.crs_wkt,
+        )
+
+
+def open_raster(path: str, what: str) -> gdal.Dataset:
+    """Open a raster for reading; ``what`` names it in the error message."""
+    with quiet_gdal():
+        ds = gdal.Open(str(path), gdal.GA_ReadOnly)
+        if ds is None:
+            raise Ada3DError(
+                f"The {what} raster {path} cannot be opened by GDAL "
+                f"({_gdal_message('unknown format or missing file')})."
+            )
+    return ds
+
+
+def grid_of(ds: gdal.Dataset, what: str) -> Grid:
+    """The grid of a north-up georeferenced dataset."""
+    gt = ds.GetGeoTransform(can_return_null=True)
+    wkt = ds.GetProjection()
+    if gt is None or not wkt:
+        raise Ada3DError(
+            f"The {what} raster has no georeferencing (geotransform and CRS); "
+            "georeference it first."
+        )
+    if gt[2] != 0 or gt[4] != 0 or gt[1] <= 0 or gt[5] >= 0:
+        raise Ada3DError(
+            f"The {what} raster is rotated or not north-up; warp it to a north-up grid "
+            "first (Raster > Projections > Warp)."
+        )
+    return Grid(gt[0], gt[3], gt[1], -gt[5], ds.RasterXSize, ds.RasterYSize, wkt)
+
+
+def same_crs(wkt_a: str, wkt_b: str) -> bool:
+    a, b = osr.SpatialReference(), osr.SpatialReference()
+    a.ImportFromWkt(wkt_a)
+    b.ImportFromWkt(wkt_b)
+    return bool(a.IsSame(b))
+
+
+def grid_in_crs(ds: gdal.Dataset, what: str, crs_wkt: str) -> Grid:
+    """The dataset's grid, or the north-up grid GDAL suggests for it in another CRS
+    (same footprint, about the same pixel size)."""
+    grid = grid_of(ds, what)
+    if same_crs(grid.crs_wkt, crs_wkt):
+        return grid
+    with quiet_gdal():
+        vrt = gdal.AutoCreateWarpedVRT(ds, grid.crs_wkt, crs_wkt)
+        if vrt is None:
+            raise Ada3DError(
+                f"The {what} raster cannot be reprojected to the panchromatic raster's CRS "
+                f"({_gdal_message('no transformation found')})."
+            )
+    return grid_of(vrt, what)
+
+
+def measured_ratio(pan: Grid, ms: Grid) -> float:
+    """How many PAN pixels one MS pixel spans (``ms`` in the PAN's CRS)."""
+    return 0.5 * (ms.dx / pan.dx + ms.dy / pan.dy)
+
+
+def output_window(pan: Grid, ms: Grid, ratio: int) -> tuple[int, int, int, int]:
+    """(col, row, width, height) of the output in PAN pixels: the whole PAN pixels
+    inside both extents, trimmed so that width and height are multiples of ``ratio``
+    (every MS pixel of the aligned grid is a whole r x r PAN block)."""
+
+    def span(lo: float, hi: float, n: int) -> tuple[int, int]:
+        first = max(0, math.ceil(lo - _EPS_PX))
+        last = min(n, math.floor(hi + _EPS_PX))
+        return first, last - first
+
+    col, width = span((ms.x0 - pan.x0) / pan.dx, (ms.x1 - pan.x0) / pan.dx, pan.width)
+    row, height = span((pan.y0 - ms.y0) / pan.dy, (pan.y0 - ms.y1) / pan.dy, pan.height)
+    width -= width % ratio
+    height -= height % ratio
+    if width < ratio or height < ratio:
+        raise Ada3DError(
+            "The panchromatic and multispectral rasters do not overlap (not even one "
+            "multispectral pixel in common); check that they cover the same area."
+        )
+    return col, row, width, height
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _nodata(band: gdal.Band) -> float | None:
+    value = band.GetNoDataValue()
+    return None if value is None else float(value)
+
+
+@dataclass
+class AlignedInputs:
+    """The PAN window and the MS resampled onto the exact r x PAN grid over it.
+
+    ``grid`` is the output grid (PAN pixels); MS windows are addressed in pixels of
+    the aligned MS grid (``grid`` coarsened by ``ratio``). Reads return float32 with
+    NaN wherever the input has no data.
+    """
+
+    pan_ds: gdal.Dataset
+    pan_band: int
+    ms_ds: gdal.Dataset  # the warped VRT, Float32, NaN nodata
+    col: int
+    row: int
+    grid: Grid
+    ratio: int
+    resampling: str
+    pan_nodata: float | None
+    ms_nodata: list[float | None]
+    ms_descriptions: list[str]
+    ms_type: int
+    #: Datasets the warped VRT reads from, kept alive with it.
+    _keep: list = field(default_factory=list, repr=False)
+
+    @property
+    def bands(self) -> int:
+        return self.ms_ds.RasterCount
+
+    def read_pan(self, x: int, y: int, width: int, height: int) -> np.ndarray:
+        band = self.pan_ds.GetRasterBand(self.pan_band)
+        with quiet_gdal():
+            data = band.ReadAsArray(self.col + x, self.row + y, width, height)
+            if data is None:
+                raise Ada3DError(
+                    f"Reading the panchromatic raster failed ({_gdal_message('I/O error')})."
+                )
+        data = data.astype(np.float32, copy=False)
+        if self.pan_nodata is not None:
+            data[data == np.float32(self.pan_nodata)] = np.nan
+        return data
+
+    def read_ms(self, x: int, y: int, width: int, height: int) -> np.ndarray:
+        with quiet_gdal():
+            data = self.ms_ds.ReadAsArray(x, y, width, height)
+            if data is None:
+                raise Ada3DError(
+                    "Reading (resampling) the multispectral raster failed "
+                    f"({_gdal_message('I/O error')})."
+                )
+        return data.astype(np.float32, copy=False).reshape(self.bands, height, width)
+
+    def close(self) -> None:
+        self.ms_ds = None
+        self.pan_ds = None
+        self._keep.clear()
+
+
+def _pick_resampling(ms_src: Grid, target: Grid, reprojected: bool) -> tuple[str, str]:
+    """GDAL resampling for the MS and the reason, for the log."""
+    offset_x = ((target.x0 - ms_src.x0) / ms_src.dx) % 1.0
+    offset_y = ((ms_src.y0 - target.y0) / ms_src.dy) % 1.0
+    aligned = (
+        not reprojected
+        and min(offset_x, 1 - offset_x) < _EPS_PX
+        and min(offset_y, 1 - offset_y) < _EPS_PX
+        and abs(ms_src.dx - target.dx) < _EPS_PX * target.dx
+        and abs(ms_src.dy - target.dy) < _EPS_PX * target.dy
+    )
+    if aligned:
+        return "near", "the multispectral grid already is the exact r x PAN grid (copied as is)"
+    why = (
+        "cubic convolution: it shifts the image by a fraction of a pixel without the blur "
+        "an average would add (the scales match, so no anti-aliasing is needed)"
+    )
+    if reprojected:
+        return "cubic", f"reprojected to the PAN's CRS with {why}"
+    return "cubic", (
+        f"the multispectral grid is {offset_x:.2f} x {offset_y:.2f} of its pixel off the "
+        f"exact r x PAN grid; resampled with {why}"
+    )
+
+
+def input_ratio(pan_ds: gdal.Dataset, ms_ds: gdal.Dataset) -> float:
+    """The measured PAN/MS pixel-size ratio (MS taken into the PAN's CRS)."""
+    pan = grid_of(pan_ds, "panchromatic")
+    return measured_ratio(pan, grid_in_crs(ms_ds, "multispectral", pan.crs_wkt))
+
+
+def align_inputs(
+    pan_ds: gdal.Dataset,
+    pan_band: int,
+    ms_ds: gdal.Dataset,
+    ms_bands: Sequence[int],
+    ratio: int,
+) -> AlignedInputs:
+    """Put the selected MS bands on the exact ``ratio`` x PAN grid over the
+    intersection of both extents (lazily: a warped VRT)."""
+    check_bands(pan_ds, [pan_band], "panchromatic")
+    check_bands(ms_ds, ms_bands, "multispectral")
+    pan = grid_of(pan_ds, "panchromatic")
+    ms_src = grid_of(ms_ds, "multispectral")
+    reprojected = not same_crs(ms_src.crs_wkt, pan.crs_wkt)
+    ms_in_pan = grid_in_crs(ms_ds, "multispectral", pan.crs_wkt) if reprojected else ms_src
+    col, row, width, height = output_window(pan, ms_in_pan, ratio)
+    grid = pan.window(col, row, width, height)
+    target = pan.window(col, row, width // ratio, height // ratio, step=ratio)
+    method, reason = _pick_resampling(ms_src, target, reprojected)
+
+    bands = [ms_ds.GetRasterBand(b) for b in ms_bands]
+    nodata = [_nodata(b) for b in bands]
+    descriptions = [b.GetDescription() for b in bands]
+    ms_type = bands[0].DataType
+    del bands  # a band must not outlive its dataset (GDAL 3.6 bindings)
+
+    with quiet_gdal():
+        subset = gdal.Translate("", ms_ds, format="VRT", bandList=list(ms_bands))
+        if subset is None:
+            raise Ada3DError(f"Selecting multispectral bands failed ({_gdal_message()}).")
+        src_nodata = None
+        if any(v is not None for v in nodata):
+            # A band without a nodata value gets one that cannot occur (NaN never
+            # equals a number), so that each band keeps its own rule.
+            src_nodata = " ".join("nan" if v is None else repr(v) for v in nodata)
+        warped = gdal.Warp(
+            "",
+            subset,
+            format="VRT",
+            dstSRS=pan.crs_wkt,
+            outputBounds=(target.x0, target.y1, target.x1, target.y0),
+            width=target.width,
+            height=target.height,
+            resampleAlg=method,
+            outputType=gdal.GDT_Float32,
+            srcNodata=src_nodata,
+            dstNodata="nan",
+        )
+        if warped is None:
+            raise Ada3DError(
+                "Resampling the multispectral raster onto the panchromatic grid failed "
+                f"({_gdal_message()})."
+            )
+    return AlignedInputs(
+        pan_ds=pan_ds,
+        pan_band=pan_band,
+        ms_ds=warped,
+        col=col,
+        row=row,
+        grid=grid,
+        ratio=ratio,
+        resampling=reason,
+        pan_nodata=_nodata_of(pan_ds, pan_band),
+        ms_nodata=nodata,
+        ms_descriptions=descriptions,
+        ms_type=ms_type,
+        _keep=[ms_ds, subset],
+    )
+
+
+def _nodata_of(ds: gdal.Dataset, band: int) -> float | None:
+    b = ds.GetRasterBand(band)
+    return _nodata(b)
+
+
+def check_bands(ds: gdal.Dataset, bands: Sequence[int], what: str) -> None:
+    if not bands:
+        raise Ada3DError(f"The {what} band selection is empty; select at least one band.")
+    bad = [b for b in bands if not 1 <= b <= ds.RasterCount]
+    if bad:
+        raise Ada3DError(
+            f"The {what} raster has {ds.RasterCount} band(s); band(s) "
+            f"{', '.join(map(str, bad))} do not exist."
+        )
+    if ds.RasterCount and ds.GetRasterBand(1).DataType in _COMPLEX_TYPES:
+        raise Ada3DError(f"The {what} raster holds complex numbers, which cannot be pansharpened.")
+
+
+_COMPLEX_TYPES = {gdal.GDT_CInt16, gdal.GDT_CInt32, gdal.GDT_CFloat32, gdal.GDT_CFloat64}
+
+
+# --------------------------------------------------------------------------- data types
+
+
+def numpy_type(gdal_type: int) -> np.dtype:
+    return np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(gdal_type))
+
+
+def gdal_type_named(name: str) -> int:
+    """GDAL type for a name such as "float32", "Float32" or "uint16"."""
+    code = gdal.GetDataTypeByName(name)
+    if code == gdal.GDT_Unknown:
+        try:
+            code = gdal_array.NumericTypeCodeToGDALTypeCode(np.dtype(name.lower()))
+        except TypeError:
+            code = None
+    if not code:
+        raise Ada3DError(f"The model declares an unknown output data type {name!r}.")
+    return code
+
+
+def value_range(gdal_type: int) -> tuple[float, float]:
+    dtype = numpy_type(gdal_type)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+    else:
+        info = np.finfo(dtype)
+    return float(info.min), float(info.max)
+
+
+def choose_nodata(gdal_type: int, ms_nodata: float | None, needed: bool) -> float | None:
+    """Output nodata of one band: the MS band's when it fits the output type; else,
+    only when some pixels have no data, the type's lowest value (NaN for floats)."""
+    lo, hi = value_range(gdal_type)
+    integer = np.issubdtype(numpy_type(gdal_type), np.integer)
+    if ms_nodata is not None:
+        if math.isnan(ms_nodata):
+            if not integer:
+                return ms_nodata
+        elif lo <= ms_nodata <= hi and (not integer or ms_nodata.is_integer()):
+            return ms_nodata
+    if not needed:
+        return None
+    return lo if integer else float("nan")
+
+
+def to_output(values: np.ndarray, gdal_type: int, nodata: float | None) -> np.ndarray:
+    """Round/clip float values of one band to the output type; a valid value that
+    would collide with the nodata value is moved one step away from it."""
+    dtype = numpy_type(gdal_type)
+    if not np.issubdtype(dtype, np.integer):
+        return values.astype(dtype)
+    lo, hi = value_range(gdal_type)
+    out = np.clip(np.rint(values), lo, hi)
+    if nodata is not None and not math.isnan(nodata):
+        out[out == nodata] = nodata + 1 if nodata < hi else nodata - 1
+    return out.astype(dtype)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def parse_options(text: str | None) -> list[str]:
+    """Creation options as Processing's GDAL algorithms take them: ``KEY=VALUE``
+    pairs separated by ``|`` (spaces also accepted)."""
+    if not text:
+        return []
+    parts = [p for chunk in text.split("|") for p in chunk.split()]
+    bad = [p for p in parts if "=" not in p]
+    if bad:
+        raise Ada3DError(
+            f"Creation options must be KEY=VALUE pairs separated by '|'; got {', '.join(bad)}."
+        )
+    return parts
+
+
+def merge_options(defaults: Sequence[str], user: Sequence[str]) -> list[str]:
+    """``defaults`` overridden key by key by ``user``."""
+    keys = {u.split("=", 1)[0].upper() for u in user}
+    return [d for d in defaults if d.split("=", 1)[0].upper() not in keys] + list(user)
+
+
+def driver_for_path(path: str) -> str:
+    """GDAL driver short name for a file extension (GTiff when unknown or none)."""
+    ext = Path(path).suffix.lower().lstrip(".")
+    if not ext:
+        return "GTiff"
+    if ext in ("tif", "tiff"):
+        return "GTiff"
+    for i in range(gdal.GetDriverCount()):
+        drv = gdal.GetDriver(i)
+        meta = drv.GetMetadata() or {}
+        writable = meta.get(gdal.DCAP_CREATE) == "YES" or meta.get(gdal.DCAP_CREATECOPY) == "YES"
+        if meta.get(gdal.DCAP_RASTER) == "YES" and writable:
+            if ext in (meta.get(gdal.DMD_EXTENSIONS) or "").lower().split():
+                return drv.ShortName
+    raise Ada3DError(f"No GDAL raster format that can be written uses the extension .{ext}.")
+
+
+def check_output_folder(path: str) -> Path:
+    """The output's folder, or an error saying why nothing can be written there."""
+    target = Path(path)
+    folder = target.parent
+    if not folder.is_dir():
+        raise Ada3DError(f"The output folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK):
+        raise Ada3DError(f"The output folder {folder} is not writable.")
+    if target.is_dir():
+        raise Ada3DError(f"The output {target} is a folder; give a file name.")
+    return folder
+
+
+class OutputWriter:
+    """Writes the output window by window to a hidden temporary file next to the
+    target; :meth:`commit` moves it into place, :meth:`abort` removes every trace.
+
+    Formats GDAL can only write in one go (CreateCopy, e.g. PNG) are written as a
+    temporary GTiff first and converted at commit.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        driver: str,
+        grid: Grid,
+        gdal_type: int,
+        nodata: Sequence[float | None],
+        descriptions: Sequence[str],
+        options: Sequence[str] = (),
+    ) -> None:
+        self.target = Path(path)
+        self.driver = gdal.GetDriverByName(driver)
+        if self.driver is None:
+            raise Ada3DError(f"GDAL has no raster format named {driver!r}.")
+        folder = check_output_folder(path)
+        token = secrets.token_hex(4)
+        self._prefix = f".{self.target.stem}.ada3d-tmp-{token}"
+        self.temp = folder / f"{self._prefix}{self.target.suffix}"
+        self.user_options = list(options)
+        self.direct = self.driver.GetMetadataItem(gdal.DCAP_CREATE) == "YES"
+        if not self.direct and self.driver.GetMetadataItem(gdal.DCAP_CREATECOPY) != "YES":
+            raise Ada3DError(f"GDAL cannot write the {driver} format.")
+        self.bands = len(descriptions)
+        if self.direct:
+            write_driver, write_path = self.driver, self.temp
+            write_options = self.user_options
+            if driver == "GTiff":
+                write_options = merge_options(self._gtiff_defaults(gdal_type), self.user_options)
+        else:
+            write_driver = gdal.GetDriverByName("GTiff")
+            write_path = folder / f"{self._prefix}.stage.tif"
+            write_options = self._gtiff_defaults(gdal_type)
+        self._write_path = write_path
+        with quiet_gdal():
+            ds = write_driver.Create(
+                str(write_path), grid.width, grid.height, self.bands, gdal_type, write_options
+            )
+            if ds is None:
+                self._cleanup()
+                raise Ada3DError(
+                    f"The output {self.target} cannot be written "
+                    f"({_gdal_message('the format refused the options or the folder')})."
+                )
+        ds.SetGeoTransform(grid.geotransform)
+        ds.SetProjection(grid.crs_wkt)
+        for i, (value, text) in enumerate(zip(nodata, descriptions, strict=True), start=1):
+            band = ds.GetRasterBand(i)
+            if value is not None:
+                band.SetNoDataValue(value)
+            if text:
+                band.SetDescription(text)
+            del band
+        self.ds: gdal.Dataset | None = ds
+
+    @staticmethod
+    def _gtiff_defaults(gdal_type: int) -> list[str]:
+        integer = np.issubdtype(numpy_type(gdal_type), np.integer)
+        # Horizontal differencing shrinks smooth imagery; floats need predictor 3.
+        return [*GTIFF_OPTIONS, f"PREDICTOR={2 if integer else 3}"]
+
+    def write(self, x: int, y: int, block: np.ndarray) -> None:
+        """Write a (bands, rows, cols) block with its top-left pixel at (x, y)."""
+        assert self.ds is not None
+        with quiet_gdal():
+            for i in range(self.bands):
+                band = self.ds.GetRasterBand(i + 1)
+                err = band.WriteArray(block[i], x, y)
+                del band
+                if err != gdal.CE_None:
+                    raise Ada3DError(
+                        f"Writing the output failed ({_gdal_message('disk full?')})."
+                    )
+
+    def flush(self) -> None:
+        if self.ds is not None:
+            self.ds.FlushCache()
+
+    def commit(self) -> Path:
+        """Close, convert if needed, and move the finished file to the target."""
+        assert self.ds is not None
+        with quiet_gdal():
+            self.ds.FlushCache()
+            self.ds = None
+            if gdal.GetLastErrorType() >= gdal.CE_Failure:
+                self.abort()
+                raise Ada3DError(f"Writing the output failed ({_gdal_message()}).")
+            if not self.direct:
+                self._convert()
+            self._move_into_place()
+        return self.target
+
+    def _convert(self) -> None:
+        src = gdal.Open(str(self._write_path))
+        dst = self.driver.CreateCopy(str(self.temp), src, 0, self.user_options)
+        src = None
+        if dst is None:
+            self.abort()
+            raise Ada3DError(
+                f"Converting the output to {self.driver.ShortName} failed ({_gdal_message()})."
+            )
+        dst = None
+        gdal.GetDriverByName("GTiff").Delete(str(self._write_path))
+
+    def _move_into_place(self) -> None:
+        ds = gdal.Open(str(self.temp))
+        files = list(ds.GetFileList() or []) if ds is not None else [str(self.temp)]
+        ds = None
+        target = str(self.target)
+        if files == [str(self.temp)]:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(target + ".aux.xml")  # statistics of a previous output
+            os.replace(self.temp, target)
+            return
+        if self.target.exists():
+            old = gdal.IdentifyDriver(target)
+            if old is None or old.Delete(target) != gdal.CE_None:
+                os.remove(target)
+        if self.driver.Rename(target, str(self.temp)) != gdal.CE_None:
+            self.abort()
+            raise Ada3DError(f"Moving the output into place failed ({_gdal_message()}).")
+
+    def abort(self) -> None:
+        """Drop the temporary files (safe to call more than once)."""
+        self.ds = None
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        folder = self.target.parent
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(folder):
+                if entry.name.startswith(self._prefix):
+                    with contextlib.suppress(OSError):
+                        os.remove(entry.path)
+
+    def __enter__(self) -> OutputWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or self.ds is not None:
+            self.abort()

@@ -1,0 +1,247 @@
+"""The onnxruntime side: load an Ada3D .onnx file, pick the device, run a tile.
+
+Device choice: "cpu"; "cuda" (an error naming what is missing when CUDA cannot
+really run); "auto" (CUDA only when a session really runs there, as reported by
+``session.get_providers()``, otherwise CPU, with the reason). Whether CUDA can
+run is found out before a CUDA session is attempted, by loading the libraries
+onnxruntime's CUDA provider needs with ctypes: that names the missing piece and
+keeps onnxruntime's own loader errors out of the user's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..core.metadata import MetadataError, ModelMetadata
+from . import Ada3DError
+
+DEVICES = ("auto", "cuda", "cpu")
+INPUTS = ("ms", "pan", "context", "context_weight")
+OUTPUTS = ("fused", "context_out")
+CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+
+
+def import_onnxruntime():
+    """onnxruntime, or an error that says how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise Ada3DError(
+            "onnxruntime is not installed for this QGIS; use Plugins > Raster > Ada3D > "
+            f"Install Ada3D dependencies ({exc})."
+        ) from exc
+    return onnxruntime
+
+
+def _options(ort, quiet: bool = True):
+    so = ort.SessionOptions()
+    # Warnings (e.g. about unused initialisers) mean nothing to a GIS analyst.
+    so.log_severity_level = 3 if quiet else 2
+    return so
+
+
+def _open(ort, path: Path, providers: list[str], so=None):
+    if not path.is_file():
+        raise Ada3DError(f"The model file {path} does not exist.")
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=so or _options(ort), providers=providers
+        )
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Ada3DError(
+            f"The model file {path.name} is not a readable ONNX model (corrupt, truncated or "
+            f"another kind of file): {first}"
+        ) from exc
+
+
+def metadata_of(session, path: Path) -> ModelMetadata:
+    """The Ada3D metadata of an open session, checked against its inputs/outputs."""
+    props = session.get_modelmeta().custom_metadata_map
+    try:
+        meta = ModelMetadata.from_props(props)
+    except MetadataError as exc:
+        raise Ada3DError(f"The model file {path.name} is not a usable Ada3D model: {exc}.") from exc
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if not set(INPUTS[:2]) <= set(inputs):
+        raise Ada3DError(
+            f"The model file {path.name} has inputs {inputs}; an Ada3D model takes "
+            f"{', '.join(INPUTS)}."
+        )
+    if OUTPUTS[0] not in outputs:
+        raise Ada3DError(
+            f"The model file {path.name} has outputs {outputs}; an Ada3D model returns "
+            f"{', '.join(OUTPUTS)}."
+        )
+    return meta
+
+
+def read_metadata(path: Path) -> ModelMetadata:
+    """Metadata of a model file without optimising its graph (cheap; for choosing)."""
+    ort = import_onnxruntime()
+    so = _options(ort)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return metadata_of(_open(ort, Path(path), [CPU_EP], so), Path(path))
+
+
+# --------------------------------------------------------------------------- CUDA
+
+
+def _cuda_major(ort) -> str | None:
+    try:
+        from onnxruntime.capi import build_and_package_info as info
+    except ImportError:
+        return None
+    version = getattr(info, "cuda_version", "") or ""
+    return version.split(".")[0] or None
+
+
+def required_cuda_libraries(cuda_major: str) -> list[tuple[str, str]]:
+    """(soname, what it is) of what onnxruntime-gpu's CUDA provider loads (Linux)."""
+    return [
+        (f"libcudart.so.{cuda_major}", f"the CUDA {cuda_major} runtime"),
+        (f"libcublasLt.so.{cuda_major}", "cuBLASLt"),
+        (f"libcublas.so.{cuda_major}", "cuBLAS"),
+        ("libcurand.so.10", "cuRAND"),
+        ("libcudnn.so.9", "cuDNN 9"),
+    ]
+
+
+def _load(name: str) -> str | None:
+    """None when the library loads, else the loader's message."""
+    try:
+        ctypes.CDLL(name)
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
+def _gpu_count(libcuda) -> tuple[int, int]:
+    """(cuInit error code, device count)."""
+    err = libcuda.cuInit(0)
+    if err != 0:
+        return err, 0
+    count = ctypes.c_int(0)
+    libcuda.cuDeviceGetCount(ctypes.byref(count))
+    return 0, count.value
+
+
+def cuda_problem() -> str | None:
+    """None when onnxruntime's CUDA provider can run here, else everything missing."""
+    ort = import_onnxruntime()
+    if CUDA_EP not in ort.get_available_providers():
+        return (
+            f"this onnxruntime build ({ort.__version__}) has no CUDA support; "
+            "install onnxruntime-gpu"
+        )
+    problems = []
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        problems.append("the NVIDIA driver is not installed (libcuda.so.1 cannot be loaded)")
+    else:
+        err, count = _gpu_count(libcuda)
+        if err or not count:
+            problems.append(
+                f"the NVIDIA driver finds no usable GPU (cuInit returned {err}, {count} devices)"
+            )
+    major = _cuda_major(ort)
+    if major is None:
+        return "; ".join([*problems, "this onnxruntime build does not say which CUDA it needs"])
+    # Libraries installed as pip packages (nvidia-*) are found only after this.
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+            preload()
+    missing = [
+        f"{what} ({name})" for name, what in required_cuda_libraries(major) if _load(name)
+    ]
+    if missing:
+        problems.append(
+            f"onnxruntime {ort.__version__} needs CUDA {major} libraries that cannot be "
+            f"loaded: {', '.join(missing)}"
+        )
+    if problems:
+        return "; ".join(problems)
+    provider_lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    if provider_lib.is_file() and (msg := _load(str(provider_lib))):
+        return f"onnxruntime's CUDA provider cannot be loaded: {msg}"
+    return None
+
+
+# --------------------------------------------------------------------------- session
+
+
+@dataclass
+class ModelSession:
+    """An open model: its metadata, the provider it really runs on, and ``run``."""
+
+    path: Path
+    session: object
+    metadata: ModelMetadata
+    device_note: str
+
+    @property
+    def provider(self) -> str:
+        return self.session.get_providers()[0]
+
+    @property
+    def has_context(self) -> bool:
+        names = {i.name for i in self.session.get_inputs()}
+        return {"context", "context_weight"} <= names and len(self.session.get_outputs()) > 1
+
+    def run(
+        self,
+        ms: np.ndarray,
+        pan: np.ndarray,
+        context: np.ndarray | None = None,
+        weight: float = 0.0,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Fuse one tile: ``ms`` (L, h, w), ``pan`` (rh, rw), both normalised.
+
+        ``context`` (K,) is blended in with ``weight`` (0: the tile's own pooled
+        statistics). Returns the fused (L, rh, rw) and the tile's own context (K,).
+        """
+        feeds = {"ms": ms[None].astype(np.float32), "pan": pan[None, None].astype(np.float32)}
+        if not self.has_context:
+            (fused,) = self.session.run([OUTPUTS[0]], feeds)[:1]
+            return fused[0], None
+        k = self.metadata.context_size
+        ctx = np.zeros(k, np.float32) if context is None else context.astype(np.float32)
+        feeds["context"] = ctx.reshape(1, k)
+        feeds["context_weight"] = np.full((1, 1), weight, np.float32)
+        fused, own = self.session.run(list(OUTPUTS), feeds)
+        return fused[0], own[0]
+
+
+def open_session(path: Path, device: str = "auto") -> ModelSession:
+    """Open ``path`` on ``device`` ("auto", "cuda" or "cpu")."""
+    device = device.lower()
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    ort = import_onnxruntime()
+    path = Path(path)
+    note = "CPU as requested"
+    if device != "cpu":
+        problem = cuda_problem()
+        if problem is None:
+            session = _open(ort, path, [CUDA_EP, CPU_EP])
+            if session.get_providers()[0] == CUDA_EP:
+                return ModelSession(path, session, metadata_of(session, path), "CUDA")
+            problem = "onnxruntime could not start its CUDA provider on this GPU"
+        if device == "cuda":
+            raise Ada3DError(
+                f"DEVICE is CUDA, but CUDA cannot run here: {problem}. Choose Auto or CPU, "
+                "or install what is missing."
+            )
+        note = f"CPU, because CUDA cannot run here: {problem}"
+    session = _open(ort, path, [CPU_EP])
+    return ModelSession(path, session, metadata_of(session, path), note)
