@@ -47,7 +47,7 @@ def gdal_brovey(ms: Path, pan: Path, out: Path, extra: str = "") -> None:
     _processing_run(
         "gdal:pansharp",
         {"SPECTRAL": str(ms), "PANCHROMATIC": str(pan), "RESAMPLING": 2,
-         "OPTIONS": "", "EXTRA": f"-ot Float32 {extra}".strip(), "OUTPUT": str(out)},
+         "OPTIONS": "", "EXTRA": extra, "OUTPUT": str(out)},
     )
 
 

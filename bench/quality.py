@@ -99,6 +99,8 @@ def run_methods(
         start = time.perf_counter()
         method(ms_path, pan_path, out)
         elapsed = time.perf_counter() - start
+        if not out.exists():  # gdal:pansharp reports a failing command only in its log
+            raise RuntimeError(f"{name} wrote no output")
         fused = read(out)[:, : pan.shape[-2], : pan.shape[-1]]
         results[name] = (fused, elapsed)
     return results

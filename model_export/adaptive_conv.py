@@ -36,7 +36,7 @@ KERNEL_GAIN = 0.471381
 KERNEL_EPS = 1e-10
 
 #: Formulations of the tap sum (see ``adaptive_conv3d``); "einsum" ships.
-FORMULATIONS = ("einsum", "mul_einsum", "taps")
+FORMULATIONS = ("einsum", "mul_einsum", "gather_mul", "taps")
 
 
 def tap_normalise(v: Tensor, dim: int) -> Tensor:
@@ -94,7 +94,10 @@ def adaptive_conv3d(
             if formulation == "einsum":
                 term = torch.einsum("bcli,bcihw,bclihw->bclhw", spe, spa, shifted)
             elif formulation == "mul_einsum":
-                term = torch.einsum("bcli,bclihw->bclhw", spe, shifted * spa.unsqueeze(2))
+                prod = (shifted * spa.unsqueeze(2)).flatten(4)  # (B, C, L, 3, HW)
+                term = torch.einsum("bcli,bclip->bclp", spe, prod).unflatten(3, (height, width))
+            elif formulation == "gather_mul":
+                term = (shifted * spa.unsqueeze(2) * spe[..., None, None]).sum(dim=3)
             else:
                 raise ValueError(f"unknown formulation {formulation!r}")
             out = term if out is None else out + term
