@@ -36,7 +36,8 @@ KERNEL_GAIN = 0.471381
 KERNEL_EPS = 1e-10
 
 #: Formulations of the tap sum (see ``adaptive_conv3d``); "einsum" ships.
-FORMULATIONS = ("einsum", "mul_einsum", "gather_mul", "taps")
+FORMULATIONS = ("gather_mul", "mul_einsum", "einsum", "taps")
+DEFAULT_FORMULATION = "gather_mul"
 
 
 def tap_normalise(v: Tensor, dim: int) -> Tensor:
@@ -68,7 +69,7 @@ def adaptive_conv3d(
     f: Tensor,
     kspe: Tensor,
     kspa_raw: Tensor,
-    formulation: str = "einsum",
+    formulation: str = DEFAULT_FORMULATION,
 ) -> Tensor:
     """Depthwise adaptive 3x3x3 convolution of ``f`` without its bias.
 

@@ -184,9 +184,7 @@ def _unit_scale(x: np.ndarray) -> np.ndarray:
     return (x - lo) / np.maximum(hi - lo, 1e-12)
 
 
-def parity_check(
-    model: Ada3D, onnx_path: str | Path, sizes: tuple[int, ...] = (16, 40)
-) -> float:
+def parity_check(model: Ada3D, onnx_path: str | Path, sizes: tuple[int, ...] = (12, 24)) -> float:
     """Largest |onnxruntime - PyTorch| over random and real inputs at ``sizes``
     (MS pixels), context weight 0 and 1; raises ExportError above the tolerance."""
     session = ort_session(onnx_path)
@@ -272,9 +270,7 @@ def export_checkpoint(
     """
     out_path = Path(out_path)
     model, ckpt = load_checkpoint(checkpoint_path)
-    meta = build_metadata(
-        model, ckpt, name or out_path.stem, tile_size, overlap, description
-    )
+    meta = build_metadata(model, ckpt, name or out_path.stem, tile_size, overlap, description)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".part")
     try:

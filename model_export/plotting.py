@@ -54,7 +54,8 @@ def plot_training(
             ax.legend(fontsize=8)
     for ax in axes[1]:
         ax.set_xlabel("training samples")
-    fig.tight_layout()
+    # Fixed margins: tight_layout costs more than the whole plot.
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.95, hspace=0.25, wspace=0.22)
     tmp = Path(png_path).with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
     plt.close(fig)

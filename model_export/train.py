@@ -199,15 +199,12 @@ def setup_distributed(device: torch.device) -> tuple[DistContext, torch.device]:
 
 
 def make_deterministic(seed: int, device: torch.device) -> None:
-    """Same seed, same weights: seeded RNGs, and on CUDA deterministic kernels
-    (ops without one warn rather than stop the run). The CPU kernels this
-    model uses are deterministic already for a fixed thread count (the resume
-    test checks bit-identical weights), and the switch costs seconds of
-    imports per process, so it is only thrown for CUDA."""
+    """Same seed, same weights: seeded RNGs and deterministic kernels (ops
+    without a deterministic CUDA kernel warn rather than stop the run)."""
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -239,13 +239,11 @@ def plan_tiles(model: ModelSession, inputs: AlignedInputs, opts: RunOptions, fee
 
 
 def output_types(inputs: AlignedInputs, model: ModelSession, stats: SceneStats):
-    """(GDAL type, per-band nodata) of the output."""
+    """(GDAL type, nodata) of the output; one nodata value for all bands."""
     declared = model.metadata.output_dtype
     gdal_type = gdal_type_named(declared) if declared else inputs.ms_type
-    nodata = [
-        choose_nodata(gdal_type, value, gap or stats.pan_gaps)
-        for value, gap in zip(inputs.ms_nodata, stats.ms_gaps, strict=True)
-    ]
+    given = next((v for v in inputs.ms_nodata if v is not None), None)
+    nodata = choose_nodata(gdal_type, given, any(stats.ms_gaps) or stats.pan_gaps)
     return gdal_type, nodata
 
 
@@ -256,13 +254,13 @@ def band_descriptions(inputs: AlignedInputs, model: ModelSession) -> list[str]:
 
 
 def _write_tile(
-    writer: OutputWriter, tile: Tile, fused: FusedTile, gdal_type: int, nodata: list
+    writer: OutputWriter, tile: Tile, fused: FusedTile, gdal_type: int, nodata: float | None
 ) -> None:
     out = []
-    for b, value in enumerate(nodata):
-        band = to_output(fused.values[b], gdal_type, value)
-        if value is not None:
-            band[~fused.valid[b]] = value
+    for b in range(fused.values.shape[0]):
+        band = to_output(fused.values[b], gdal_type, nodata)
+        if nodata is not None:
+            band[~fused.valid[b]] = nodata
         out.append(band)
     writer.write(tile.core_x, tile.core_y, np.stack(out))
 

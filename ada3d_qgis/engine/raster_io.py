@@ -402,8 +402,9 @@ def value_range(gdal_type: int) -> tuple[float, float]:
 
 
 def choose_nodata(gdal_type: int, ms_nodata: float | None, needed: bool) -> float | None:
-    """Output nodata of one band: the MS band's when it fits the output type; else,
-    only when some pixels have no data, the type's lowest value (NaN for floats)."""
+    """Output nodata (one value for all bands, as GeoTIFF has): the MS's when it fits
+    the output type; else, only when some pixels have no data, the type's lowest
+    value (NaN for floats)."""
     lo, hi = value_range(gdal_type)
     integer = np.issubdtype(numpy_type(gdal_type), np.integer)
     if ms_nodata is not None:
@@ -497,7 +498,7 @@ class OutputWriter:
         driver: str,
         grid: Grid,
         gdal_type: int,
-        nodata: Sequence[float | None],
+        nodata: float | None,
         descriptions: Sequence[str],
         options: Sequence[str] = (),
     ) -> None:
@@ -536,10 +537,10 @@ class OutputWriter:
                 )
         ds.SetGeoTransform(grid.geotransform)
         ds.SetProjection(grid.crs_wkt)
-        for i, (value, text) in enumerate(zip(nodata, descriptions, strict=True), start=1):
+        for i, text in enumerate(descriptions, start=1):
             band = ds.GetRasterBand(i)
-            if value is not None:
-                band.SetNoDataValue(value)
+            if nodata is not None:
+                band.SetNoDataValue(nodata)
             if text:
                 band.SetDescription(text)
             del band

@@ -124,7 +124,7 @@ def spread_tiles(tiles: list[Tile], count: int = CONTEXT_TILES) -> list[Tile]:
     ys = sorted({t.y for t in tiles})
     nx, ny = len(xs), len(ys)
     # As square a sub-grid as the tile grid allows.
-    ay = min(ny, max(1, round(np.sqrt(count * ny / nx))))
+    ay = min(ny, count, max(1, round(np.sqrt(count * ny / nx))))
     ax = min(nx, count // ay)
     ay = min(ny, count // ax)
     pick_x = {xs[i] for i in np.linspace(0, nx - 1, ax).round().astype(int)}

@@ -1,0 +1,270 @@
+"""The "Ada3D Pansharpen" Processing algorithm (``ada3d:pansharpen``).
+
+A thin shell over :mod:`ada3d_qgis.engine.pipeline`: it turns Processing
+parameters into :class:`~ada3d_qgis.engine.pipeline.RunOptions` (in
+``prepareAlgorithm``, on the main thread, where layers may be touched), runs the
+engine (in ``processAlgorithm``, possibly on a worker thread) and turns the
+engine's errors into ``QgsProcessingException``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsRasterFileWriter,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from ..engine import Ada3DError, Cancelled
+from ..engine.raster_io import parse_options
+from ..icons import icon
+
+DEVICES = ("auto", "cuda", "cpu")
+DEVICE_LABELS = ("Auto (CUDA when it really runs, else CPU)", "CUDA", "CPU")
+
+SHORT_HELP = """<p>Pansharpens a multispectral raster with a panchromatic raster using
+Ada3D, a deep network with adaptive 3-D convolutions, run by onnxruntime.</p>
+<p>The output lies on the panchromatic grid (its CRS and pixel size) over the area
+both rasters cover, with one band per selected multispectral band, their
+descriptions and data type, and their nodata. The multispectral raster is first
+resampled (cubic) onto the exact grid of r x r panchromatic pixels, and reprojected
+when its CRS differs.</p>
+<p>The model is chosen from the installed ones by the number of selected bands and
+the pixel-size ratio (the log says which and why), or given as an .onnx file. Large
+rasters are processed tile by tile with a scene-wide context, so memory stays
+bounded and tiles join without seams.</p>
+<p>Cancel at any time: nothing is written until the result is complete.</p>"""
+
+
+def _tr(text: str) -> str:
+    return QCoreApplication.translate("PansharpenAlgorithm", text)
+
+
+class PansharpenAlgorithm(QgsProcessingAlgorithm):
+    PANCHROMATIC = "PANCHROMATIC"
+    PAN_BAND = "PAN_BAND"
+    SPECTRAL = "SPECTRAL"
+    SPECTRAL_BANDS = "SPECTRAL_BANDS"
+    MODEL = "MODEL"
+    DEVICE = "DEVICE"
+    TILE_SIZE = "TILE_SIZE"
+    OVERLAP = "OVERLAP"
+    OPTIONS = "OPTIONS"
+    OUTPUT = "OUTPUT"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._opts = None
+
+    # ----------------------------------------------------------------- identity
+
+    def name(self) -> str:
+        return "pansharpen"
+
+    def displayName(self) -> str:
+        return _tr("Ada3D Pansharpen")
+
+    def group(self) -> str:
+        return ""
+
+    def groupId(self) -> str:
+        return ""
+
+    def icon(self):
+        return icon("pansharpen")
+
+    def tags(self) -> list[str]:
+        return ["pansharpening", "fusion", "deep learning", "onnx", "ada3d", "landsat"]
+
+    def shortHelpString(self) -> str:
+        return _tr(SHORT_HELP)
+
+    def createInstance(self) -> PansharpenAlgorithm:
+        return PansharpenAlgorithm()
+
+    # ----------------------------------------------------------------- parameters
+
+    def initAlgorithm(self, config=None) -> None:
+        self._add(
+            QgsProcessingParameterRasterLayer(self.PANCHROMATIC, _tr("Panchromatic raster")),
+            "The high-resolution panchromatic image. The output takes its grid: CRS, pixel "
+            "size and alignment.",
+        )
+        self._add(
+            # Optional although it has a default: QGIS 3.22 checks a missing band
+            # value without applying the default, which would make PAN_BAND
+            # mandatory on the qgis_process command line.
+            QgsProcessingParameterBand(
+                self.PAN_BAND, _tr("Panchromatic band"), 1, self.PANCHROMATIC, optional=True
+            ),
+            "Band of the panchromatic raster to use (default 1).",
+        )
+        self._add(
+            QgsProcessingParameterRasterLayer(self.SPECTRAL, _tr("Multispectral raster")),
+            "The low-resolution multispectral image. It must cover the panchromatic area at "
+            "a pixel size the model is made for (for Landsat, twice the panchromatic one).",
+        )
+        self._add(
+            QgsProcessingParameterBand(
+                self.SPECTRAL_BANDS,
+                _tr("Multispectral bands"),
+                None,
+                self.SPECTRAL,
+                optional=True,
+                allowMultiple=True,
+            ),
+            "Bands to pansharpen, in the order the model expects (the shipped models: "
+            "blue, green, red, near infrared). Empty: all bands.",
+        )
+        self._add(
+            QgsProcessingParameterFile(
+                self.MODEL,
+                _tr("Model (.onnx)"),
+                QgsProcessingParameterFile.File,
+                "onnx",
+                optional=True,
+                fileFilter="ONNX models (*.onnx)",
+            ),
+            "An Ada3D model exported with python -m model_export.export. Empty: the "
+            "installed model that fits the number of bands and the pixel-size ratio.",
+        )
+        self._add(
+            QgsProcessingParameterEnum(
+                self.DEVICE, _tr("Device"), [_tr(t) for t in DEVICE_LABELS], defaultValue=0
+            ),
+            "Where the network runs. Auto uses an NVIDIA GPU only when onnxruntime really "
+            "runs there and says so in the log; CUDA fails with the reason when it cannot.",
+        )
+        self._add(
+            QgsProcessingParameterNumber(
+                self.TILE_SIZE,
+                _tr("Tile size (panchromatic pixels, 0 = model default)"),
+                QgsProcessingParameterNumber.Integer,
+                0,
+                minValue=0,
+            ),
+            "Edge of the square tiles the image is processed in. Larger tiles are faster "
+            "but need more memory; 0 takes the model's recommendation.",
+            advanced=True,
+        )
+        self._add(
+            QgsProcessingParameterNumber(
+                self.OVERLAP,
+                _tr("Tile overlap (panchromatic pixels, 0 = model default)"),
+                QgsProcessingParameterNumber.Integer,
+                0,
+                minValue=0,
+            ),
+            "Context each tile reads beyond the part it keeps. Below the model's halo, tile "
+            "borders may show; 0 takes the model's recommendation.",
+            advanced=True,
+        )
+        options = QgsProcessingParameterString(
+            self.OPTIONS, _tr("Additional creation options"), "", optional=True
+        )
+        options.setMetadata(
+            {
+                "widget_wrapper": {
+                    "class": "processing.algs.gdal.ui.RasterOptionsWidget."
+                    "RasterOptionsWidgetWrapper"
+                }
+            }
+        )
+        self._add(
+            options,
+            "GDAL creation options of the output format, KEY=VALUE separated by '|'. For "
+            "GeoTIFF they override the default TILED=YES, COMPRESS=DEFLATE, BIGTIFF=IF_SAFER.",
+            advanced=True,
+        )
+        self._add(
+            QgsProcessingParameterRasterDestination(self.OUTPUT, _tr("Pansharpened")),
+            "The pansharpened raster, in any format GDAL writes (by extension; GeoTIFF by "
+            "default). It appears only once complete.",
+        )
+
+    def _add(self, param: QgsProcessingParameterDefinition, help_text: str, advanced=False):
+        param.setHelp(_tr(help_text))
+        if advanced:
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(param)
+
+    # ----------------------------------------------------------------- running
+
+    def prepareAlgorithm(self, parameters, context, feedback) -> bool:
+        from ..engine.pipeline import RunOptions
+
+        pan = self._raster_path(parameters, self.PANCHROMATIC, context, "panchromatic")
+        ms = self._raster_path(parameters, self.SPECTRAL, context, "multispectral")
+        bands = self.parameterAsInts(parameters, self.SPECTRAL_BANDS, context)
+        if not bands and _explicitly_empty(parameters.get(self.SPECTRAL_BANDS)):
+            raise QgsProcessingException(
+                _tr("The multispectral band selection is empty; select at least one band.")
+            )
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        try:
+            options = parse_options(self.parameterAsString(parameters, self.OPTIONS, context))
+        except Ada3DError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        self._opts = RunOptions(
+            pan=pan,
+            ms=ms,
+            output=output,
+            pan_band=self.parameterAsInt(parameters, self.PAN_BAND, context) or 1,
+            ms_bands=bands or None,
+            model=self.parameterAsFile(parameters, self.MODEL, context) or None,
+            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
+            overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
+            driver=_driver_for(output),
+            creation_options=options,
+        )
+        return True
+
+    def processAlgorithm(self, parameters, context, feedback):
+        from ..engine.pipeline import run
+
+        try:
+            result = run(self._opts, feedback)
+        except Cancelled as exc:
+            raise QgsProcessingException(
+                _tr("Cancelled by the user; no output was written.")
+            ) from exc
+        except Ada3DError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        return {self.OUTPUT: str(result.output)}
+
+    def _raster_path(self, parameters, name: str, context, what: str) -> str:
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, name))
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                _tr(
+                    f"The {what} layer comes from the {layer.providerType()} provider; "
+                    "save it as a raster file (GeoTIFF) first."
+                )
+            )
+        # QGIS appends its own "|option:..." suffixes; the rest is what GDAL opens
+        # (a file path or a GDAL connection string such as GPKG:file:table).
+        return layer.source().split("|")[0]
+
+
+def _explicitly_empty(value) -> bool:
+    """An empty list or string given on purpose (None means "not set": all bands)."""
+    return isinstance(value, list | tuple | str) and len(value) == 0
+
+
+def _driver_for(path: str) -> str:
+    ext = Path(path).suffix.lstrip(".")
+    return (QgsRasterFileWriter.driverForExtension(ext) if ext else "") or "GTiff"

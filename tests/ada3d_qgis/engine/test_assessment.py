@@ -1,0 +1,372 @@
+"""Tests of the streamed assessment engine (ada3d_qgis.engine.assessment) on
+the real Landsat 8 sample: window-by-window results equal the whole-array
+functions of ada3d_qgis.core.metrics and ada3d_qgis.core.degrade on arrays
+this file builds itself (the grids from the sample's known geometry: the PAN
+origin is half a PAN pixel up and left of the MS origin)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+
+from ada3d_qgis.core.degrade import degrade, upsample_cubic, wald_pair
+from ada3d_qgis.core.metrics import no_reference_metrics, reference_metrics
+from ada3d_qgis.engine import Ada3DError, Cancelled
+from ada3d_qgis.engine import assessment as A
+from ada3d_qgis.engine.report import METRIC_KEYS, plan_layout
+
+REL = 1e-9
+
+
+def _read(path) -> np.ndarray:
+    ds = gdal.Open(str(path))
+    arr = ds.ReadAsArray().astype(np.float64)
+    ds = None
+    return arr
+
+
+def _geo(path) -> tuple[tuple, str]:
+    ds = gdal.Open(str(path))
+    out = ds.GetGeoTransform(), ds.GetProjection()
+    ds = None
+    return out
+
+
+def _write(path, image, gt, wkt, dtype=gdal.GDT_Float32, nodata=None, names=()):
+    image = image.reshape(-1, *image.shape[-2:])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path), image.shape[2], image.shape[1], image.shape[0], dtype
+    )
+    ds.SetGeoTransform(gt)
+    ds.SetProjection(wkt)
+    for i, band in enumerate(image):
+        b = ds.GetRasterBand(i + 1)
+        b.WriteArray(band)
+        if nodata is not None:
+            b.SetNoDataValue(nodata)
+        if i < len(names):
+            b.SetDescription(names[i])
+        del b
+    ds = None
+    return str(path)
+
+
+def _warp(path, x0, y0, pixel, width, height, method="cubic") -> np.ndarray:
+    ds = gdal.Warp(
+        "", str(path), format="MEM", outputBounds=(x0, y0 - height * pixel, x0 + width * pixel, y0),
+        width=width, height=height, resampleAlg=method, outputType=gdal.GDT_Float32,
+        dstNodata="nan",
+    )
+    arr = ds.ReadAsArray().astype(np.float64)
+    ds = None
+    return arr.reshape(-1, height, width)
+
+
+def _assert_close(got: dict, expected: dict, keys) -> None:
+    for k in keys:
+        assert got[k] == pytest.approx(expected[k], rel=REL), k
+
+
+@pytest.fixture(scope="module")
+def sample(sample_ms, sample_pan):
+    ms_gt, wkt = _geo(sample_ms)
+    pan_gt, _ = _geo(sample_pan)
+    return {"ms": _read(sample_ms), "pan": _read(sample_pan), "ms_gt": ms_gt,
+            "pan_gt": pan_gt, "wkt": wkt}
+
+
+@pytest.fixture(scope="module")
+def full_res(sample, sample_ms, tmp_path_factory):
+    """A plausible fused image on the whole PAN grid: the MS cubic-warped onto
+    it plus the PAN's high-pass detail; and the arrays of the scored area,
+    PAN pixels 1..510 (the whole PAN pixels inside the MS, trimmed to even)."""
+    folder = tmp_path_factory.mktemp("full_res")
+    gt = sample["pan_gt"]
+    up = _warp(sample_ms, gt[0], gt[3], 15.0, 512, 512)
+    pan = sample["pan"]
+    detail = pan - upsample_cubic(degrade(pan, 2, 0.15), 2)
+    fused = up + 0.8 * detail
+    path = _write(folder / "fused.tif", fused, gt, sample["wkt"])
+    fused = _read(path)  # as stored (float32)
+    # The MS on the exact 2 x PAN grid over the area (the alignment the engine does).
+    ms_area = _warp(sample_ms, gt[0] + 15.0, gt[3] - 15.0, 30.0, 255, 255)
+    return {"path": path, "fused": fused[:, 1:511, 1:511], "pan": pan[1:511, 1:511],
+            "ms": ms_area, "folder": folder}
+
+
+# --- geometry helpers ------------------------------------------------------------------
+
+
+def test_windows_tile_the_area_on_the_block_grid():
+    wins = A.windows(100, 70, 32)
+    covered = np.zeros((70, 100), int)
+    for x, y, w, h in wins:
+        assert x % 32 == 0 and y % 32 == 0
+        covered[y : y + h, x : x + w] += 1
+    assert (covered == 1).all()
+    assert A.window_size(64, 500) == 448 and A.window_size(96, 50) == 96
+
+
+def test_grid_offset_accepts_whole_pixels_only():
+    base = A.Grid(1000.0, 2000.0, 10.0, 10.0, 50, 50, _utm())
+    assert A.grid_offset(base.window(3, 4, 10, 10), base, "a", "b") == (3, 4)
+    shifted = A.Grid(1005.0, 2000.0, 10.0, 10.0, 50, 50, _utm())
+    with pytest.raises(Ada3DError, match="fraction of a pixel"):
+        A.grid_offset(shifted, base, "reference", "fused")
+    coarse = A.Grid(1000.0, 2000.0, 20.0, 20.0, 50, 50, _utm())
+    with pytest.raises(Ada3DError, match="pixels"):
+        A.grid_offset(coarse, base, "reference", "fused")
+    other = A.Grid(1000.0, 2000.0, 10.0, 10.0, 50, 50, _utm(32617))
+    with pytest.raises(Ada3DError, match="CRS"):
+        A.grid_offset(other, base, "reference", "fused")
+
+
+def _utm(epsg: int = 32616) -> str:
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    return srs.ExportToWkt()
+
+
+# --- Wald degradation, streamed --------------------------------------------------------
+
+
+@pytest.mark.parametrize("origin", [(0, 0), (6, 4)])
+def test_degrade_stream_equals_the_whole_array(sample, origin):
+    ms = sample["ms"][:, :150, :170]
+    r, gain = 2, 0.3
+    out_w, out_h = (170 - origin[0]) // r - 3, (150 - origin[1]) // r - 2
+    got = np.full((4, out_h, out_w), np.nan)
+
+    def write(x, y, a):
+        got[:, y : y + a.shape[1], x : x + a.shape[2]] = a
+
+    def read(x, y, w, h):
+        return ms[:, y : y + h, x : x + w]
+
+    A.degrade_stream(read, (170, 150), origin, (out_w, out_h), r, gain, write, A._Quiet(),
+                     window=40)
+    whole = degrade(ms, r, gain)[:, origin[1] // r :, origin[0] // r :][:, :out_h, :out_w]
+    np.testing.assert_allclose(got, whole, rtol=1e-12)
+
+
+def test_wald_inputs_equal_wald_pair_on_the_sample(sample, sample_ms, sample_pan, tmp_path):
+    wald = A.wald_inputs(str(sample_pan), str(sample_ms), tmp_path, window=64)
+    ms_gt = sample["ms_gt"]
+    # Independently: the PAN cubic-warped onto the MS / 2 grid (511 whole 15 m
+    # pixels from the MS corner), then the whole-array protocol.
+    pan_fine = _warp(sample_pan, ms_gt[0], ms_gt[3], 15.0, 511, 511)[0]
+    ms_lr, pan_lr, target = wald_pair(sample["ms"], pan_fine, 2, 2)
+    assert target.shape == (4, 254, 254) and wald.ratio == 2
+    assert (wald.grid.width, wald.grid.height, wald.grid.x0) == (254, 254, ms_gt[0])
+    np.testing.assert_array_equal(_read(wald.ms_lr), ms_lr.astype(np.float32))
+    np.testing.assert_array_equal(_read(wald.pan_lr), pan_lr.astype(np.float32))
+    gt_ms, _ = _geo(wald.ms_lr)
+    gt_pan, _ = _geo(wald.pan_lr)
+    assert gt_ms == (ms_gt[0], 60.0, 0.0, ms_gt[3], 0.0, -60.0)
+    assert gt_pan == (ms_gt[0], 30.0, 0.0, ms_gt[3], 0.0, -30.0)
+    ds = gdal.Open(str(wald.ms_lr))
+    names = [ds.GetRasterBand(i).GetDescription() for i in range(1, 5)]
+    ds = None
+    assert names[0].startswith("Blue")
+
+
+# --- no reference ----------------------------------------------------------------------
+
+
+def test_no_reference_streamed_equals_whole_area(full_res, sample_ms, sample_pan):
+    opts = A.AssessOptions(fused=full_res["path"], pan=str(sample_pan), ms=str(sample_ms),
+                           window=128)
+    res = A.assess(opts)
+    expected = no_reference_metrics(full_res["fused"], full_res["ms"], full_res["pan"], 2)
+    assert res.mode == "no-reference" and res.ratio == 2
+    assert (res.grid.width, res.grid.height) == (510, 510)
+    assert res.details["tiles_lr"] == expected["tiles_lr"] == 49
+    _assert_close(res.metrics, {"D_LAMBDA": expected["d_lambda"], "D_S": expected["d_s"],
+                                "QNR": expected["qnr"]}, ("D_LAMBDA", "D_S", "QNR"))
+    assert all(math.isnan(res.metrics[k]) for k in ("Q2N", "SAM", "ERGAS", "SCC", "PSNR"))
+    assert set(res.metrics) == set(METRIC_KEYS)
+
+
+def test_no_reference_with_mask_and_nodata(full_res, sample, sample_ms, sample_pan, tmp_path):
+    gt = sample["pan_gt"]
+    fused = _read(full_res["path"])
+    fused[:, 300:340, 20:90] = -9999.0  # nodata in the fused raster
+    path = _write(tmp_path / "fused_nd.tif", fused, gt, sample["wkt"], nodata=-9999.0)
+    # A mask on the MS grid (30 m): another invalid patch.
+    ms_gt = sample["ms_gt"]
+    mask = np.ones((256, 256), np.uint8)
+    mask[20:60, 100:140] = 0
+    mask_path = _write(tmp_path / "mask.tif", mask, ms_gt, sample["wkt"], gdal.GDT_Byte)
+    res = A.assess(A.AssessOptions(fused=path, pan=str(sample_pan), ms=str(sample_ms),
+                                   mask=mask_path, window=128))
+    valid = np.ones((510, 510), bool)
+    valid[299:339, 19:89] = False  # area pixels = PAN pixels - 1
+    # MS pixel (j, i) covers PAN pixels 2j - 0.5 .. 2j + 1.5 (centre 2j + 0.5):
+    # nearest-neighbour puts area pixel a (PAN a + 1) in MS pixel floor((a + 1.5) / 2).
+    idx = (np.arange(510) + 1.5) // 2
+    mask_area = mask[idx.astype(int)][:, idx.astype(int)].astype(bool)
+    valid &= mask_area
+    expected = no_reference_metrics(
+        np.where(valid, full_res["fused"], np.nan), full_res["ms"], full_res["pan"], 2,
+        valid=valid,
+    )
+    assert res.details["tiles_lr"] == expected["tiles_lr"] < 49
+    _assert_close(res.metrics, {"QNR": expected["qnr"], "D_S": expected["d_s"]}, ("QNR", "D_S"))
+
+
+# --- with a reference ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def perturbed(sample, tmp_path_factory):
+    """A fused image on the MS grid (an imperfect estimate of the MS)."""
+    ms = sample["ms"]
+    rng = np.random.default_rng(5)
+    est = upsample_cubic(degrade(ms, 2, 0.3), 2)
+    fused = 1.02 * est + 0.03 * est[[1, 2, 3, 0]] + rng.normal(0, 30, ms.shape)
+    folder = tmp_path_factory.mktemp("reference")
+    path = _write(folder / "fused.tif", fused, sample["ms_gt"], sample["wkt"])
+    return {"path": path, "fused": _read(path), "folder": folder}
+
+
+def _lowres_pair(sample, folder) -> tuple[str, str]:
+    """PAN and MS whose pixel sizes give ratio 2 (only the ratio is read)."""
+    ms_lr, pan_lr, _ = wald_pair(sample["ms"], sample["pan"], 2, 2)
+    gt = sample["ms_gt"]
+    ms_path = _write(folder / "ms_lr.tif", ms_lr, (gt[0], 60.0, 0, gt[3], 0, -60.0), sample["wkt"])
+    pan_path = _write(folder / "pan_lr.tif", pan_lr, gt, sample["wkt"])
+    return pan_path, ms_path
+
+
+REF_KEYS = {"Q2N": "q2n", "SAM": "sam", "ERGAS": "ergas", "SCC": "scc", "PSNR": "psnr"}
+
+
+def test_reference_streamed_equals_whole_array(sample, sample_ms, perturbed):
+    pan, ms = _lowres_pair(sample, perturbed["folder"])
+    res = A.assess(A.AssessOptions(fused=perturbed["path"], pan=pan, ms=ms,
+                                   reference=str(sample_ms), window=64))
+    expected = reference_metrics(sample["ms"], perturbed["fused"], 2, 65535.0)
+    assert res.mode == "reference" and res.details["data_range"] == 65535.0
+    assert res.details["q2n_tiles"] == 64
+    _assert_close(res.metrics, {k: expected[v] for k, v in REF_KEYS.items()}, REF_KEYS)
+    np.testing.assert_allclose(res.details["scc_bands"], expected["scc_bands"], rtol=REL)
+    assert all(math.isnan(res.metrics[k]) for k in ("D_LAMBDA", "D_S", "QNR"))
+
+
+def test_reference_offset_by_whole_pixels_scores_the_common_part(sample, sample_ms, perturbed):
+    pan, ms = _lowres_pair(sample, perturbed["folder"])
+    ref_path = str(perturbed["folder"] / "ref_crop.tif")
+    gdal.Translate(ref_path, str(sample_ms), srcWin=[10, 6, 200, 180])
+    res = A.assess(A.AssessOptions(fused=perturbed["path"], pan=pan, ms=ms, reference=ref_path,
+                                   window=64))
+    fused = perturbed["fused"][:, 6:186, 10:210]
+    expected = reference_metrics(sample["ms"][:, 6:186, 10:210], fused, 2, 65535.0)
+    assert res.grid.x0 == sample["ms_gt"][0] + 10 * 30.0
+    _assert_close(res.metrics, {k: expected[v] for k, v in REF_KEYS.items()}, REF_KEYS)
+
+
+def test_reference_nodata_and_observed_data_range(sample, perturbed):
+    folder = perturbed["folder"]
+    pan, ms = _lowres_pair(sample, folder)
+    ref = sample["ms"].astype(np.float32) / 65535.0  # a float reference: no type range
+    fused = perturbed["fused"].astype(np.float32) / 65535.0
+    fused[:, 100:150, 40:90] = -1.0
+    ref_path = _write(folder / "ref_float.tif", ref, sample["ms_gt"], sample["wkt"])
+    fused_path = _write(folder / "fused_nd.tif", fused, sample["ms_gt"], sample["wkt"], nodata=-1)
+    res = A.assess(A.AssessOptions(fused=fused_path, pan=pan, ms=ms, reference=ref_path,
+                                   window=96))
+    valid = np.ones((256, 256), bool)
+    valid[100:150, 40:90] = False
+    ref64 = ref.astype(np.float64)
+    data_range = float(ref64[:, valid].max() - ref64[:, valid].min())
+    expected = reference_metrics(ref64, np.where(valid, fused, np.nan), 2, data_range, valid)
+    assert res.details["data_range"] == pytest.approx(data_range, rel=1e-12)
+    assert res.details["pixels"] == valid.sum()
+    _assert_close(res.metrics, {k: expected[v] for k, v in REF_KEYS.items()}, REF_KEYS)
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def test_errors_a_user_can_cause(sample, sample_ms, sample_pan, perturbed):
+    folder = perturbed["folder"]
+    pan, ms = _lowres_pair(sample, folder)
+    gt = sample["ms_gt"]
+    half = _write(folder / "half.tif", sample["ms"], (gt[0] + 15, 30, 0, gt[3], 0, -30),
+                  sample["wkt"])
+    three = _write(folder / "three.tif", sample["ms"][:3], gt, sample["wkt"])
+    far = _write(folder / "far.tif", sample["ms"], (gt[0] + 1.2e5, 30, 0, gt[3], 0, -30),
+                 sample["wkt"])
+
+    def run(**kw):
+        base = {"fused": perturbed["path"], "pan": pan, "ms": ms}
+        A.assess(A.AssessOptions(**{**base, **kw}))
+
+    with pytest.raises(Ada3DError, match="fraction of a pixel"):
+        run(reference=half)
+    with pytest.raises(Ada3DError, match="reference has 3"):
+        run(reference=three)
+    with pytest.raises(Ada3DError, match="do not overlap"):
+        run(reference=far)
+    with pytest.raises(Ada3DError, match="whole-number ratio"):
+        run(reference=str(sample_ms), pan=ms, ms=pan)  # swapped: ratio 1/2
+    # Without a reference the fused raster must be on the PAN grid.
+    with pytest.raises(Ada3DError, match="not the panchromatic raster's"):
+        run(pan=str(sample_pan), ms=str(sample_ms))
+    with pytest.raises(Ada3DError, match="cannot be opened"):
+        run(reference=str(folder / "missing.tif"))
+
+
+def test_cancel_stops_and_writes_no_report(full_res, sample_ms, sample_pan, tmp_path):
+    class CancelSoon:
+        calls = 0
+
+        def setProgress(self, p):
+            pass
+
+        def pushInfo(self, text):
+            pass
+
+        def isCanceled(self):
+            self.calls += 1
+            return self.calls > 2
+
+    html = tmp_path / "r.html"
+    with pytest.raises(Cancelled):
+        A.assess(A.AssessOptions(fused=full_res["path"], pan=str(sample_pan), ms=str(sample_ms),
+                                 report=str(html), window=128), CancelSoon())
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- pictures ------------------------------------------------------------------------------
+
+
+def test_sam_collector_averages_into_overview_pixels_and_keeps_the_crop():
+    grid = A.Grid(0.0, 100.0, 1.0, 1.0, 70, 50, "")
+    lay = plan_layout(grid, max_side=20, crop=16)  # factor 4: 17 x 12 overview
+    lay = type(lay)(lay.grid, lay.factor, lay.width, lay.height, (30, 20, 16, 16))
+    angles = np.random.default_rng(6).uniform(0, 10, (50, 70))
+    angles[5, 5] = np.nan
+    col = A.SamCollector(lay)
+    for x, y, w, h in A.windows(70, 50, 24):
+        col.add(x, y, angles[y : y + h, x : x + w])
+    blocks = angles[:48, :68].reshape(12, 4, 17, 4)
+    np.testing.assert_allclose(col.overview(), np.nanmean(blocks, axis=(1, 3)), rtol=1e-12)
+    np.testing.assert_array_equal(col.crop, angles[20:36, 30:46])
+
+
+def test_report_of_a_reference_run(sample, sample_ms, perturbed, tmp_path):
+    pan, ms = _lowres_pair(sample, perturbed["folder"])
+    html = tmp_path / "report.html"
+    res = A.assess(A.AssessOptions(fused=perturbed["path"], pan=pan, ms=ms,
+                                   reference=str(sample_ms), report=str(html)))
+    assert res.report == html
+    text = html.read_text(encoding="utf-8")
+    for key in ("Q2N", "SAM", "ERGAS", "SCC", "PSNR"):
+        assert f'id="{key}">{res.metrics[key]:.4f}<' in text
+    # MS, PAN, fused, reference and SAM: overview and crop each, plus the legend.
+    assert text.count("<img") == 11 and "Reference" in text
+    assert 'src="http' not in text and "href" not in text

@@ -1,0 +1,137 @@
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal
+from tiny_models import bilinear_up
+
+from ada3d_qgis.engine import Ada3DError, Cancelled
+from ada3d_qgis.engine import raster_io as rio
+from ada3d_qgis.engine.pipeline import (
+    RunOptions,
+    fuse_tile,
+    pooled_context,
+    run,
+    scene_statistics,
+)
+from ada3d_qgis.engine.session import open_session
+from ada3d_qgis.engine.tiling import spread_tiles, tile_grid
+
+
+class Quiet:
+    def __init__(self, cancel_after=None):
+        self.log, self.progress = [], []
+        self.cancel_after = cancel_after
+
+    def setProgress(self, p):
+        self.progress.append(p)
+
+    def pushInfo(self, text):
+        self.log.append(text)
+
+    def isCanceled(self):
+        tiles = sum(1 for line in self.log if line.startswith("Tile "))
+        return self.cancel_after is not None and tiles >= self.cancel_after
+
+
+@pytest.fixture()
+def aligned(small):
+    pan, ms = small
+    inputs = rio.align_inputs(
+        rio.open_raster(str(pan), "p"), 1, rio.open_raster(str(ms), "m"), [1, 2, 3, 4], 2
+    )
+    yield inputs
+    inputs.close()
+
+
+def test_scene_statistics_match_numpy_over_the_aligned_inputs(aligned):
+    stats = scene_statistics(aligned, Quiet())
+    g = aligned.grid
+    ms = aligned.read_ms(0, 0, g.width // 2, g.height // 2).astype(np.float64)
+    pan = aligned.read_pan(0, 0, g.width, g.height).astype(np.float64)
+    assert np.allclose(stats.ms.mean, ms.mean(axis=(1, 2)), rtol=1e-9)
+    assert np.allclose(stats.ms.std, ms.std(axis=(1, 2)), rtol=1e-6)
+    assert np.allclose(stats.pan.mean, [pan.mean()], rtol=1e-9)
+    assert stats.ms_gaps == [False] * 4 and not stats.pan_gaps
+
+
+def _assemble(model, inputs, tiles, stats, context, weight):
+    g = inputs.grid
+    out = np.full((4, g.height, g.width), np.nan)
+    for t in tiles:
+        fused = fuse_tile(model, inputs, t, stats, context, weight)
+        out[:, t.core_y : t.core_y + t.core_height, t.core_x : t.core_x + t.core_width] = (
+            fused.values
+        )
+    assert np.isfinite(out).all()
+    return out
+
+
+def test_tiles_with_a_fixed_context_equal_the_whole_image(aligned, random_model):
+    model = open_session(random_model, "cpu")
+    halo = model.metadata.halo
+    stats = scene_statistics(aligned, Quiet())
+    g = aligned.grid
+    tiles = tile_grid(g.width, g.height, 4 * halo, halo, 2)
+    assert len(tiles) >= 4
+    context = pooled_context(model, aligned, spread_tiles(tiles), stats, Quiet())
+    whole_tile = tile_grid(g.width, g.height, g.width, halo, 2)
+    whole = _assemble(model, aligned, whole_tile, stats, context, 1.0)
+    tiled = _assemble(model, aligned, tiles, stats, context, 1.0)
+    data_range = whole.max() - whole.min()
+    assert np.abs(tiled - whole).max() < 1e-5 * data_range
+    # The test has teeth: this network depends on the context ...
+    own = _assemble(model, aligned, whole_tile, stats, None, 0.0)
+    assert np.abs(own - whole).max() > 1e-3 * data_range
+    # ... and tiles that do not reach beyond their core by the halo differ.
+    bare = tile_grid(g.width, g.height, 2 * halo, 0, 2)
+    assert np.abs(_assemble(model, aligned, bare, stats, context, 1.0) - whole).max() > (
+        1e-3 * data_range
+    )
+
+
+def test_run_writes_the_bilinear_result_of_an_untrained_model(tmp_path, small, tiny_model):
+    pan, ms = small
+    out = tmp_path / "fused.tif"
+    fb = Quiet()
+    result = run(
+        RunOptions(str(pan), str(ms), str(out), model=str(tiny_model), device="cpu",
+                   tile_size=48, overlap=12),
+        fb,
+    )
+    assert result.output == out and result.tiles == 9 and os.listdir(tmp_path) == ["fused.tif"]
+    assert fb.progress[-1] == pytest.approx(100) and fb.progress == sorted(fb.progress)
+    assert any(line.startswith("Model: ") for line in fb.log)
+    assert any("CPUExecutionProvider" in line for line in fb.log)
+    assert any(line.startswith("Tiles: 9 of 48 px") for line in fb.log)
+    # Expected, computed independently: bilinear upsampling of the MS on the
+    # r x PAN grid (as GDAL resamples it), rounded to uint16.
+    pan_ds, ms_ds = rio.open_raster(str(pan), "p"), rio.open_raster(str(ms), "m")
+    inputs = rio.align_inputs(pan_ds, 1, ms_ds, [1, 2, 3, 4], 2)
+    g = inputs.grid
+    expected = bilinear_up(inputs.read_ms(0, 0, g.width // 2, g.height // 2), 2)
+    inputs.close()
+    ds = gdal.Open(str(out))
+    got = ds.ReadAsArray()
+    assert got.dtype == np.uint16 and got.shape == (4, g.height, g.width)
+    assert np.abs(got - np.rint(expected)).max() <= 1
+    assert ds.GetGeoTransform() == g.geotransform
+    ds = None
+
+
+def test_cancel_after_the_first_tile_leaves_nothing(tmp_path, small, tiny_model):
+    pan, ms = small
+    fb = Quiet(cancel_after=1)
+    with pytest.raises(Cancelled):
+        run(RunOptions(str(pan), str(ms), str(tmp_path / "x.tif"), model=str(tiny_model),
+                       device="cpu", tile_size=48, overlap=12), fb)
+    assert sum(1 for line in fb.log if line.startswith("Tile ")) == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_wrong_band_count_is_refused_before_any_work(tmp_path, small, tiny_model):
+    pan, ms = small
+    with pytest.raises(Ada3DError, match="takes 4"):
+        run(RunOptions(str(pan), str(ms), str(tmp_path / "x.tif"), ms_bands=[1, 2],
+                       model=str(tiny_model)), Quiet())
+    assert os.listdir(tmp_path) == []

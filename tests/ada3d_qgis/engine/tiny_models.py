@@ -1,0 +1,103 @@
+"""Tiny Ada3D models and small crops of the real sample, shared by the engine
+and algorithm tests (both conftest files import this module).
+
+The models are exported from checkpoints of a small Ada3DConfig with
+``model_export.export.export_checkpoint`` (tests may import torch; the plugin
+never does). The TorchScript exporter is used because it takes seconds where
+the dynamo exporter takes most of a minute; the graph interface (inputs,
+outputs, metadata) is the same. Files are cached in pytest's base temporary
+folder so that one session exports each model once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from osgeo import gdal
+
+#: Small enough to run in a fraction of a second per tile.
+TINY = dict(
+    bands=4,
+    ratio=2,
+    channels=4,
+    spatial_channels=4,
+    layers=1,
+    spectral_hidden=2,
+    spatial_hidden=2,
+    context_hidden=2,
+    res_channels=2,
+)
+BAND_NAMES = ["B", "G", "R", "NIR"]
+
+
+def export_tiny(folder: Path, name: str, randomise: bool, **overrides) -> Path:
+    """Export (once) a tiny model: untrained (``randomise`` False: it returns the
+    bilinear interpolation of the MS exactly) or with random weights in its
+    zero-initialised head (a generic network whose output depends on the context)."""
+    out = folder / f"{name}.onnx"
+    if out.exists():
+        return out
+    torch = pytest.importorskip("torch")
+    model_mod = pytest.importorskip("model_export.model")
+    export_mod = pytest.importorskip("model_export.export")
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = model_mod.Ada3DConfig(**{**TINY, **overrides})
+    torch.manual_seed(0)
+    model = model_mod.Ada3D(cfg)
+    if randomise:
+        model_mod.randomise_zero_init(model, seed=1, std=0.3)
+    ckpt = folder / f"{name}.pt"
+    torch.save(
+        {
+            "config": asdict(cfg),
+            "model": model.state_dict(),
+            "band_names": (BAND_NAMES * cfg.bands)[: cfg.bands],
+            "training": {"data": "none (test fixture)"},
+            "validation": {},
+        },
+        ckpt,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
+        export_mod.export_checkpoint(ckpt, out, name=name, check=False, dynamo=False)
+    return out
+
+
+def crop(src: Path, dst: Path, x: int, y: int, width: int, height: int, **translate) -> Path:
+    """A window of a real raster, keeping its georeferencing (pixel-exact)."""
+    ds = gdal.Translate(str(dst), str(src), srcWin=[x, y, width, height], **translate)
+    assert ds is not None, gdal.GetLastErrorMsg()
+    ds = None
+    return dst
+
+
+def small_pair(folder: Path, sample_pan: Path, sample_ms: Path, ms_size: int = 49):
+    """(pan, ms) crops from the top-left of the sample, with its real half-PAN-pixel
+    offset: ``ms_size`` MS pixels and ``2 ms_size`` PAN pixels; the common area is
+    then ``2 ms_size - 2`` PAN pixels wide."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pan = crop(sample_pan, folder / f"pan_{ms_size}.tif", 0, 0, 2 * ms_size, 2 * ms_size)
+    ms = crop(sample_ms, folder / f"ms_{ms_size}.tif", 0, 0, ms_size, ms_size)
+    return pan, ms
+
+
+def bilinear_up(ms, ratio: int):
+    """Bilinear interpolation of (L, h, w) by ``ratio`` as an untrained model returns
+    it: output pixel i samples input coordinate (i + 0.5) / r - 0.5 (pixel centres,
+    "align_corners=False"), the edge pixel repeated beyond the border."""
+    import numpy as np
+
+    def axis_weights(n):
+        pos = (np.arange(n * ratio) + 0.5) / ratio - 0.5
+        lo = np.floor(pos).astype(int)
+        frac = pos - lo
+        return np.clip(lo, 0, n - 1), np.clip(lo + 1, 0, n - 1), frac
+
+    r0, r1, fr = axis_weights(ms.shape[1])
+    c0, c1, fc = axis_weights(ms.shape[2])
+    ms = np.asarray(ms, np.float64)
+    rows = ms[:, r0] * (1 - fr)[None, :, None] + ms[:, r1] * fr[None, :, None]
+    return rows[:, :, c0] * (1 - fc) + rows[:, :, c1] * fc

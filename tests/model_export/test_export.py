@@ -1,0 +1,155 @@
+"""Tests of the ONNX export (model_export.export): one tiny checkpoint is
+exported once through the command-line entry point and inspected."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from ada3d_qgis.core.metadata import ModelMetadata
+from ada3d_qgis.core.normalise import METHOD
+from model_export import export
+from model_export.model import Ada3D, Ada3DConfig, randomise_zero_init, receptive_field_halo
+
+CONFIG = Ada3DConfig(
+    bands=4,
+    ratio=2,
+    channels=4,
+    spatial_channels=4,
+    layers=1,
+    spectral_hidden=2,
+    spatial_hidden=2,
+    context_hidden=2,
+    res_channels=2,
+)
+BAND_NAMES = ["B", "G", "R", "NIR"]
+TRAINING = {"data": "unit test", "protocol": "none", "epochs": 0, "samples": 0, "seed": 7}
+VALIDATION = {"ergas": 9.5, "sam": 3.25}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, Ada3D]:
+    """(onnx path, the PyTorch model it came from), exported by ``main``."""
+    tmp = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    # Generic weights: the interpolation start would hide most of the graph.
+    model = randomise_zero_init(Ada3D(CONFIG), std=0.1).eval()
+    ckpt = tmp / "tiny.pt"
+    torch.save(
+        {
+            "config": asdict(CONFIG),
+            "model": model.state_dict(),
+            "band_names": BAND_NAMES,
+            "training": TRAINING,
+            "validation": VALIDATION,
+            "epoch": 0,
+        },
+        ckpt,
+    )
+    out = tmp / "tiny.onnx"
+    assert export.main(["--checkpoint", str(ckpt), "--out", str(out), "--name", "tiny"]) == 0
+    return out, model
+
+
+def test_file_is_a_valid_self_contained_onnx_model(exported):
+    path, _ = exported
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    opset = {o.domain: o.version for o in proto.opset_import}
+    assert opset.get("", opset.get("ai.onnx", 0)) >= 17
+    assert not list(path.parent.glob("*.data")) and not list(path.parent.glob("*.part"))
+    for init in proto.graph.initializer:
+        assert init.data_location != onnx.TensorProto.EXTERNAL, init.name
+    assert [i.name for i in proto.graph.input] == export.INPUT_NAMES
+    assert [o.name for o in proto.graph.output] == export.OUTPUT_NAMES
+    ms_dims = proto.graph.input[0].type.tensor_type.shape.dim
+    # Batch, rows and columns symbolic; bands fixed.
+    assert [bool(d.dim_param) for d in ms_dims] == [True, False, True, True]
+    assert ms_dims[1].dim_value == CONFIG.bands
+
+
+def test_graph_uses_gather_or_einsum_and_no_forbidden_ops(exported):
+    proto = onnx.load(str(exported[0]))
+    ops = {(n.domain, n.op_type) for n in proto.graph.node}
+    assert all(domain in ("", "ai.onnx") for domain, _ in ops), ops
+    types = {t for _, t in ops}
+    assert types & {"Gather", "GatherElements", "Einsum"}
+    assert not types & {"Unfold", "Im2Col", "Col2Im", "Loop", "Scan"}
+    # The 27-tap kernel is never built: no tensor of 27 taps times the bands
+    # (the spatial kernel's C * 27 channels appear, but no C * L * 27 product).
+    assert "Gather" in types
+
+
+def test_onnxruntime_matches_pytorch_at_a_new_size_and_batch(exported):
+    path, model = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(5)
+    ms = torch.rand(2, 4, 11, 17, generator=gen)
+    pan = torch.rand(2, 1, 22, 34, generator=gen)
+    context = torch.rand(2, CONFIG.context_size, generator=gen)
+    weight = torch.tensor([[0.0], [1.0]])
+    with torch.no_grad():
+        fused, own = model.forward_with_context(ms, pan, context, weight)
+    got = session.run(
+        None,
+        {
+            "ms": ms.numpy(),
+            "pan": pan.numpy(),
+            "context": context.numpy(),
+            "context_weight": weight.numpy(),
+        },
+    )
+    assert got[0].shape == (2, 4, 22, 34)
+    assert np.abs(got[0] - fused.numpy()).max() < 1e-4
+    assert np.abs(got[1] - own.numpy()).max() < 1e-4
+
+
+def test_metadata_round_trips_through_the_file(exported):
+    path, _ = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
+    from_onnx = ModelMetadata.from_props(
+        {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    )
+    assert meta == from_onnx
+    assert meta.model_name == "tiny"
+    assert meta.config == asdict(CONFIG)
+    assert Ada3DConfig.from_dict(meta.config) == CONFIG
+    assert (meta.bands, meta.band_names, meta.ratio) == (4, BAND_NAMES, 2)
+    assert meta.normalisation == {"method": METHOD}
+    assert meta.training == TRAINING and meta.validation == VALIDATION
+    assert meta.halo == receptive_field_halo(CONFIG)
+    assert meta.overlap >= meta.halo and meta.overlap % meta.ratio == 0
+    assert meta.tile_size % meta.ratio == 0 and meta.tile_size > 2 * meta.overlap
+    assert meta.context_size == CONFIG.context_size
+    assert meta.licence == "GPL-2.0-or-later"
+
+
+def test_parity_failure_is_loud(exported, monkeypatch):
+    path, model = exported
+    monkeypatch.setattr(export, "PARITY_TOLERANCE", -1.0)
+    with pytest.raises(export.ExportError, match="differ"):
+        export.parity_check(model, path, sizes=(4,))
+
+
+def test_command_line_reports_failure_with_non_zero_exit(monkeypatch, tmp_path, capsys):
+    def fail(*args, **kwargs):
+        raise export.ExportError("onnxruntime and PyTorch differ by 1")
+
+    monkeypatch.setattr(export, "export_checkpoint", fail)
+    code = export.main(["--checkpoint", "x.pt", "--out", str(tmp_path / "m.onnx")])
+    assert code != 0
+    assert "differ" in capsys.readouterr().err
+
+
+def test_bad_overlap_is_rejected(exported):
+    _, model = exported
+    halo = receptive_field_halo(CONFIG)
+    with pytest.raises(ValueError, match="halo"):
+        export.build_metadata(model, {"band_names": BAND_NAMES}, "x", overlap=halo - 2)
