@@ -31,6 +31,36 @@ package: $(STAMP)
 deploy: package
 	bash scripts/deploy.sh
 
+# Shipped weights: the small CPU configuration (98 k parameters) trained on the
+# FuseBox Landsat 7 groups, validated on group P091R083. Training resumes
+# from runs/rN/last.pt, so an interrupted run continues where it stopped;
+# EPOCHS_Rn are the epoch counts of the committed checkpoints.
+FUSEBOX ?= ../shared/data/landsat7_fusebox
+SMALL := --channels 16 --spatial-channels 16 --layers 2 --spatial-hidden 4 --spectral-hidden 4 --res-channels 8
+EPOCHS_R2 ?= 12
+EPOCHS_R4 ?= 12
+train: train-r2 train-r4
+train-r2: $(STAMP)
+	$(PY) -m model_export.train --fusebox $(FUSEBOX) --ratio 2 $(SMALL) --threads $(THREADS) \
+		--epochs $(EPOCHS_R2) --out runs/r2 --resume
+train-r4: $(STAMP)
+	$(PY) -m model_export.train --fusebox $(FUSEBOX) --ratio 4 $(SMALL) --threads $(THREADS) \
+		--epochs $(EPOCHS_R4) --out runs/r4 --resume
+
+LANDSAT_CARD := Ada3D for Landsat 7/8/9 (ratio 2: 30 m MS, 15 m PAN), bands B, G, R, NIR.
+VHR_CARD := Ada3D for 4-band very-high-resolution sensors (ratio 4: IKONOS, QuickBird, GeoEye, Pleiades, WorldView B, G, R, NIR), trained on Landsat data degraded to ratio 4.
+export: $(STAMP)
+	$(PY) -m model_export.export --checkpoint runs/r2/best.pt \
+		--out ada3d_qgis/models/ada3d_r2_4b_landsat.onnx --name ada3d-landsat-r2 --description "$(LANDSAT_CARD)"
+	$(PY) -m model_export.export --checkpoint runs/r4/best.pt \
+		--out ada3d_qgis/models/ada3d_r4_4b_vhr.onnx --name ada3d-vhr-r4 --description "$(VHR_CARD)"
+
+bench-quality: $(STAMP)
+	$(PY) -m bench.quality
+
+bench-speed: $(STAMP)
+	$(PY) -m bench.speed
+
 clean:
 	rm -rf dist build demo_output .pytest_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

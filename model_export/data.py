@@ -94,6 +94,9 @@ class DataConfig:
     pan_gain: float | None = None
     #: GDAL resampling used to bring an offset MS grid onto the PAN-aligned grid.
     resampling: str = "cubic"
+    #: Validation scenes larger than this many MS pixels per side are cut to
+    #: their centre, so that one whole-scene forward pass fits in memory.
+    val_max_size: int = 1024
 
 
 @dataclass
@@ -453,6 +456,23 @@ def prepare_scene(
     )
 
 
+def centre_crop(scene: Scene, size: int, native_ratio: int) -> Scene:
+    """The central ``size`` x ``size`` MS pixels (and their PAN) of a larger scene."""
+    rows, cols = scene.ms.shape[1:]
+    if rows <= size and cols <= size:
+        return scene
+    r0, c0 = max(0, (rows - size) // 2), max(0, (cols - size) // 2)
+    r1, c1 = min(rows, r0 + size), min(cols, c0 + size)
+    n = native_ratio
+    return Scene(
+        scene.name,
+        scene.group,
+        np.ascontiguousarray(scene.ms[:, r0:r1, c0:c1]),
+        np.ascontiguousarray(scene.pan[r0 * n : r1 * n, c0 * n : c1 * n]),
+        None if scene.valid is None else scene.valid[r0:r1, c0:c1],
+    )
+
+
 @dataclass
 class SceneSet:
     train: list[PreparedScene]
@@ -482,10 +502,12 @@ def build_scenes(cfg: DataConfig, patch: int) -> SceneSet:
                 raise ValueError(
                     f"scene {spec.name} has {len(scene_names)} bands, not {len(names)}"
                 )
-            if part == "val" and scene.valid is not None:
-                raise ValueError(
-                    f"validation scene {spec.name} contains nodata; crop it to valid pixels"
-                )
+            if part == "val":
+                if scene.valid is not None:
+                    raise ValueError(
+                        f"validation scene {spec.name} contains nodata; crop it to valid pixels"
+                    )
+                scene = centre_crop(scene, cfg.val_max_size, cfg.native_ratio)
             out[part].append(prepare_scene(scene, cfg, patch, keep_raw=part == "val"))
     assert names is not None
     band_names = list(cfg.band_names) if cfg.band_names else names

@@ -37,7 +37,7 @@ def plot_training(
         return False
     samples = _column(rows, "samples")
     panels = [
-        ("train_loss", "train loss (L1, normalised)", None),
+        ("train_loss", "train loss (normalised space)", None),
         ("val_ergas", "validation ERGAS", "ergas"),
         ("val_sam", "validation SAM (degrees)", "sam"),
         ("val_q2n", "validation Q2n", "q2n"),

@@ -4,7 +4,8 @@ The shipped models (Landsat 7 FuseBox scenes, bands B, G, R, NIR)::
 
     python -m model_export.train --fusebox ../shared/data/landsat7_fusebox \\
         --ratio 2 --channels 16 --spatial-channels 16 --layers 2 \\
-        --out runs/r2 --minutes 60 --resume
+        --spectral-hidden 4 --spatial-hidden 4 --res-channels 8 \\
+        --out runs/r2_small --minutes 60 --resume
 
 Your own sensor: give GeoTIFF pairs (``--scene ms.tif,pan.tif,group`` or a CSV
 ``--manifest`` with columns ``ms,pan,group``), ``--native-ratio`` (PAN/MS pixel
@@ -406,6 +407,8 @@ class _StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.set:  # a second signal: the user does not want to wait
+            raise KeyboardInterrupt
         self.set = True
 
     def __exit__(self, *exc: Any) -> None:
@@ -506,6 +509,9 @@ class Trainer:
             self.say(f"reference {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
         reason = "epochs"
         while state.epoch < cfg.epochs:
+            if cfg.max_steps is not None and state.step >= cfg.max_steps:
+                reason = "max_steps"
+                break
             stop = self._train_epoch()
             if state.batch >= self.steps_per_epoch:
                 self._finish_epoch()
@@ -691,7 +697,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m model_export.train",
         description="Train Ada3D pansharpening on PAN/MS pairs (Wald protocol).",
         argument_default=argparse.SUPPRESS,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = p.add_argument_group("data")
     d.add_argument("--fusebox", metavar="DIR", help="folder of the FuseBox Landsat 7 .mat files")
@@ -719,6 +724,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--ms-gain", type=_float_list, help="MS MTF gain(s) at Nyquist")
     d.add_argument("--pan-gain", type=float, help="PAN MTF gain at Nyquist")
     d.add_argument("--resampling", help="GDAL resampling for offset MS grids (cubic)")
+    d.add_argument(
+        "--val-max-size",
+        type=int,
+        help="validation scenes are cut to their central N x N MS pixels (1024)",
+    )
     m = p.add_argument_group("model (Ada3DConfig overrides; default: paper configuration)")
     for f in fields(Ada3DConfig):
         if f.name not in _DATA_MODEL_FIELDS:
@@ -727,6 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
                 dest=f"model.{f.name}",
                 type=type(f.default),
                 metavar="N",
+                help=f"Ada3DConfig.{f.name} ({f.default})",
             )
     t = p.add_argument_group("training")
     t.add_argument("--out", help="output folder (runs/ada3d)")

@@ -274,7 +274,9 @@ class AssessQualityAlgorithm(QgsProcessingAlgorithm):
             if steps.isCanceled():
                 raise Cancelled("cancelled by the user")
             steps.setCurrentStep(1)
-            fused = self._run_method(method, wald.ms_lr, wald.pan_lr, folder, context, steps)
+            child = QgsProcessingFeedback()  # EXP
+            child.progressChanged.connect(lambda p: steps.setProgress(p))  # EXP
+            fused = self._run_method(method, wald.ms_lr, wald.pan_lr, folder, context, child)
             steps.setCurrentStep(2)
             opts = AssessOptions(
                 fused=fused,

@@ -14,6 +14,8 @@ from pathlib import Path
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
     QgsProcessingParameterBand,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
@@ -62,6 +64,9 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
     OVERLAP = "OVERLAP"
     OPTIONS = "OPTIONS"
     OUTPUT = "OUTPUT"
+    MODEL_USED = "MODEL_USED"
+    EXECUTION_PROVIDER = "EXECUTION_PROVIDER"
+    TILES = "TILES"
 
     def __init__(self) -> None:
         super().__init__()
@@ -192,6 +197,13 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
             "The pansharpened raster, in any format GDAL writes (by extension; GeoTIFF by "
             "default). It appears only once complete.",
         )
+        self.addOutput(QgsProcessingOutputString(self.MODEL_USED, _tr("Model file used")))
+        self.addOutput(
+            QgsProcessingOutputString(
+                self.EXECUTION_PROVIDER, _tr("onnxruntime execution provider used")
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.TILES, _tr("Number of tiles")))
 
     def _add(self, param: QgsProcessingParameterDefinition, help_text: str, advanced=False):
         param.setHelp(_tr(help_text))
@@ -242,7 +254,12 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
             ) from exc
         except Ada3DError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        return {self.OUTPUT: str(result.output)}
+        return {
+            self.OUTPUT: str(result.output),
+            self.MODEL_USED: str(result.model),
+            self.EXECUTION_PROVIDER: result.provider,
+            self.TILES: result.tiles,
+        }
 
     def _raster_path(self, parameters, name: str, context, what: str) -> str:
         layer = self.parameterAsRasterLayer(parameters, name, context)

@@ -263,3 +263,12 @@ def test_patches_are_seeded_per_sample_and_epoch() -> None:
     b.set_epoch(1)
     draws_next = {b[i]["ms"].numpy().tobytes() for i in range(16)}
     assert len(draws) > 8 and draws != draws_next
+
+
+def test_large_validation_scenes_are_cut_to_their_centre(sample_ms: Path, sample_pan: Path) -> None:
+    scene, _ = D.load_scene(D.parse_scene_arg(f"{sample_ms},{sample_pan}"), D.DataConfig())
+    cut = D.centre_crop(scene, 100, 2)
+    assert cut.ms.shape == (4, 100, 100) and cut.pan.shape == (200, 200)
+    np.testing.assert_array_equal(cut.ms, scene.ms[:, 78:178, 78:178])
+    np.testing.assert_array_equal(cut.pan, scene.pan[156:356, 156:356])
+    assert D.centre_crop(scene, 300, 2) is scene

@@ -17,6 +17,8 @@ from ada3d_qgis.core.normalise import METHOD
 from model_export import export
 from model_export.model import Ada3D, Ada3DConfig, randomise_zero_init, receptive_field_halo
 
+pytestmark = pytest.mark.slow  # one dynamo export (~30-45 s on 2 shared cores)
+
 CONFIG = Ada3DConfig(
     bands=4,
     ratio=2,

@@ -93,6 +93,8 @@ def test_output_is_on_the_pan_grid_over_the_common_area(ada3d_provider, small, t
     fb = Recorder()
     result = _run(_params(pan, ms, out_dir / "fused.tif", tiny_model), fb)
     assert result["OUTPUT"] == str(out_dir / "fused.tif")
+    assert result["MODEL_USED"] == str(tiny_model)
+    assert result["EXECUTION_PROVIDER"] == "CPUExecutionProvider" and result["TILES"] == 1
     data, info = _read(result["OUTPUT"])
     pan_ds = gdal.Open(str(pan))
     pgt = pan_ds.GetGeoTransform()
