@@ -59,7 +59,8 @@ def build_chain() -> QgsProcessingModelAlgorithm:
         "SPECTRAL", [QgsProcessingModelChildParameterSource.fromChildOutput("clip", "OUTPUT")]
     )
     sharpen.addParameterSources("MODEL", [_source("onnx")])
-    sharpen.addParameterSources("DEVICE", [QgsProcessingModelChildParameterSource.fromStaticValue(2)])
+    cpu = QgsProcessingModelChildParameterSource.fromStaticValue(2)
+    sharpen.addParameterSources("DEVICE", [cpu])
     out = QgsProcessingModelOutput("fused", "Pansharpened")
     out.setChildId("sharpen")
     out.setChildOutputName("OUTPUT")
@@ -130,7 +131,9 @@ def test_committed_model3_matches_the_builder(ada3d_provider, tmp_path):
         p.name() for p in built.parameterDefinitions()}
 
 
-def test_model3_runs_through_qgis_process(qgis_process, sample_pan, sample_ms, tiny_model, tmp_path):
+def test_model3_runs_through_qgis_process(
+    qgis_process, sample_pan, sample_ms, tiny_model, tmp_path
+):
     out = tmp_path / "fused_qp.tif"
     proc = qgis_process(
         "run", str(MODEL3), "--json", "--",
