@@ -17,7 +17,6 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
-    QgsProcessingMultiStepFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
@@ -38,6 +37,8 @@ METHODS = (
     ("ada3d:pansharpen", "Ada3D Pansharpen (ada3d:pansharpen)"),
     ("gdal:pansharp", "GDAL Pansharpening (gdal:pansharp)"),
 )
+#: Progress-bar spans of the reduced-resolution phases: degradation, method, scoring.
+PHASES = ((0.0, 10.0), (10.0, 70.0), (70.0, 100.0))
 
 
 def _metric_help() -> str:
@@ -46,6 +47,61 @@ def _metric_help() -> str:
         f"{m.meaning}</li>"
         for m in METRICS
     )
+
+
+class _Span:
+    """The parent feedback seen by one phase of a run: progress 0-100 mapped
+    onto [lo, hi] of the parent's bar; messages and cancel pass through.
+    (Plain Python: QgsProcessingMultiStepFeedback handed to a GDAL child
+    algorithm crashed QGIS's event loop afterwards.)"""
+
+    def __init__(self, parent: QgsProcessingFeedback, lo: float, hi: float) -> None:
+        self.parent, self.lo, self.hi = parent, lo, hi
+
+    def setProgress(self, progress: float) -> None:
+        self.parent.setProgress(self.lo + (self.hi - self.lo) * progress / 100.0)
+
+    def pushInfo(self, info: str) -> None:
+        self.parent.pushInfo(info)
+
+    def pushWarning(self, warning: str) -> None:
+        self.parent.pushWarning(warning)
+
+    def isCanceled(self) -> bool:
+        return self.parent.isCanceled()
+
+
+class _ChildFeedback(QgsProcessingFeedback):
+    """Feedback of the child pansharpening run: its log goes to the parent's,
+    its progress onto [lo, hi] of the parent's bar, and a cancel of the
+    parent cancels it."""
+
+    def __init__(self, parent: QgsProcessingFeedback, lo: float, hi: float) -> None:
+        super().__init__()
+        self._parent = parent
+        self._span = _Span(parent, lo, hi)
+        self.progressChanged.connect(self._span.setProgress)
+        parent.canceled.connect(self.cancel)
+        if parent.isCanceled():
+            self.cancel()
+
+    def pushInfo(self, info: str) -> None:
+        self._parent.pushInfo(info)
+
+    def pushWarning(self, warning: str) -> None:
+        self._parent.pushWarning(warning)
+
+    def reportError(self, error: str, fatalError: bool = False) -> None:
+        self._parent.reportError(error, fatalError)
+
+    def pushCommandInfo(self, info: str) -> None:
+        self._parent.pushCommandInfo(info)
+
+    def pushConsoleInfo(self, info: str) -> None:
+        self._parent.pushConsoleInfo(info)
+
+    def pushDebugInfo(self, info: str) -> None:
+        self._parent.pushDebugInfo(info)
 
 
 class AssessQualityAlgorithm(QgsProcessingAlgorithm):
@@ -267,17 +323,13 @@ class AssessQualityAlgorithm(QgsProcessingAlgorithm):
                 f"The pansharpening algorithm {method} is not available in this QGIS "
                 "(its provider is not installed or not enabled); choose another method."
             )
-        steps = QgsProcessingMultiStepFeedback(3, feedback)
         folder = Path(tempfile.mkdtemp(prefix="ada3d_wald_", dir=QgsProcessingUtils.tempFolder()))
         try:
-            wald = wald_inputs(pan, ms, folder, steps)
-            if steps.isCanceled():
+            wald = wald_inputs(pan, ms, folder, _Span(feedback, *PHASES[0]))
+            if feedback.isCanceled():
                 raise Cancelled("cancelled by the user")
-            steps.setCurrentStep(1)
-            child = QgsProcessingFeedback()  # EXP
-            child.progressChanged.connect(lambda p: steps.setProgress(p))  # EXP
+            child = _ChildFeedback(feedback, *PHASES[1])
             fused = self._run_method(method, wald.ms_lr, wald.pan_lr, folder, context, child)
-            steps.setCurrentStep(2)
             opts = AssessOptions(
                 fused=fused,
                 pan=str(wald.pan_lr),
@@ -294,7 +346,7 @@ class AssessQualityAlgorithm(QgsProcessingAlgorithm):
                 inputs=[("Panchromatic", pan), ("Multispectral (reference)", ms)]
                 + ([("Mask", mask)] if mask else []),
             )
-            return assess(opts, steps)
+            return assess(opts, _Span(feedback, *PHASES[2]))
         finally:
             _release_layers(context, folder)
             shutil.rmtree(folder, ignore_errors=True)

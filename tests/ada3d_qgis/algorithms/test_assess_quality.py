@@ -289,13 +289,3 @@ def test_modeler_chain_uses_a_numeric_output(study, sample, sample_ms, tmp_path)
     assert 0.5 < direct < 1.0
     del model
 
-
-def test_zz_a(sample, sample_ms, sample_pan, tmp_path):
-    out = _run(ALG, {"PANCHROMATIC": str(sample_pan), "SPECTRAL": str(sample_ms),
-                     "REDUCED_RESOLUTION": True, "METHOD": 1})
-    assert out
-
-
-def test_zz_b(sample, sample_ms, sample_pan, tmp_path):
-    expected = _reduced_by_hand(sample, sample_ms, sample_pan, tmp_path, "gdal:pansharp")
-    assert expected
