@@ -8,6 +8,11 @@ import sys
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+#: Processing keeps only a C++ pointer to a provider: the Python object must
+#: stay alive or its algorithms lose their ids.
+_PROVIDER = None
+
+
 def start_qgis():
     """Initialise QGIS once; returns the QgsApplication (keep a reference)."""
     from qgis.core import QgsApplication
@@ -24,7 +29,9 @@ def start_qgis():
     Processing.initialize()
     from ada3d_qgis.provider import Ada3DProvider
 
+    global _PROVIDER
     registry = QgsApplication.processingRegistry()
     if registry.providerById("ada3d") is None:
-        registry.addProvider(Ada3DProvider())
+        _PROVIDER = Ada3DProvider()
+        registry.addProvider(_PROVIDER)
     return app

@@ -9,22 +9,34 @@ space) and a spatial kernel (per pixel, shared over bands):
 with t = 9 i + 3 j + m (i spectral, j row, m column offset, each -1..+1) and F
 zero-padded by one on L, H and W. It is depthwise: there is no sum over c.
 
-The 27-tap product kernel (B, C, L, 27, H, W) is never built. The sum runs over
-the nine spatial offsets (j, m); for each, the three spectral neighbours of
-every band come from one Gather of the padded feature (built once per layer)
-and a single Einsum multiplies the spectral taps, the spatial taps and the
-neighbours and sums over the spectral offset. The exported graph is therefore
-Gather + Slice + Einsum + Add, which onnxruntime runs without custom ops.
+Memory, not arithmetic, limits this layer on a CPU: the spatial kernel holds
+27 C values per pixel (for the paper configuration 7 times the feature F
+itself), and every elementwise op over it is a pass through main memory. So:
 
-The spatial kernel is the big tensor (27 C values per pixel). It is normalised
-over its taps lazily: only its mean and scale (C values per pixel) are kept,
-and each group of three taps is normalised when it is used, so that inference
-holds the raw kernel once rather than twice.
+- The 27-tap product kernel (B, C, L, 27, H, W) is never built. The sum runs
+  over the nine spatial offsets (j, m), three spectral taps at a time: the
+  spectral neighbours of every band come from one Gather of the padded
+  feature, and the group's three taps are multiplied and summed as they are
+  used.
+- The spatial kernel is never held whole either. It is the last convolution
+  (h_a -> 27 C) of a small hidden map, so the kernel for one group of taps is
+  that convolution with the group's output channels only. Its normalisation
+  over the 27 taps needs the mean and standard deviation first: the mean is
+  removed exactly by centring the convolution's weights over the taps (the
+  kernel is linear in them), and the variance is accumulated group by group
+  in a first pass. The second pass recomputes each group's kernel, scales it
+  and uses it. The convolution runs twice; in exchange a tile needs about a
+  ninth of the kernel memory, and the mean-subtraction and slicing passes
+  vanish.
+
+The exported graph is Conv + Gather + Slice + Mul + ReduceSum (or Einsum) +
+Add, which onnxruntime runs without custom ops.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as fn
 from torch import Tensor
 
 #: Number of taps of a 3x3x3 kernel.
@@ -35,22 +47,16 @@ KERNEL_GAIN = 0.471381
 #: Guards the division when all 27 taps are equal.
 KERNEL_EPS = 1e-10
 
-#: Formulations of the tap sum (see ``adaptive_conv3d``); "einsum" ships.
+#: Formulations of the three-tap sum (see ``adaptive_conv3d``).
 FORMULATIONS = ("gather_mul", "mul_einsum", "einsum", "taps")
 DEFAULT_FORMULATION = "gather_mul"
 
 
 def tap_normalise(v: Tensor, dim: int) -> Tensor:
     """Standardise ``v`` over its 27 taps along ``dim`` (unbiased std), times the gain."""
-    mean, scale = tap_moments(v, dim)
-    return (v - mean) * scale
-
-
-def tap_moments(v: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-    """Mean and multiplier such that ``(v - mean) * scale`` is the normalised kernel."""
     mean = v.mean(dim=dim, keepdim=True)
     std = torch.std(v, dim=dim, keepdim=True, unbiased=True)
-    return mean, KERNEL_GAIN / (std + KERNEL_EPS)
+    return (v - mean) * (KERNEL_GAIN / (std + KERNEL_EPS))
 
 
 def spectral_neighbours(fpad: Tensor, bands: int) -> Tensor:
@@ -60,45 +66,84 @@ def spectral_neighbours(fpad: Tensor, bands: int) -> Tensor:
     exported graph reads as one indexing op.
     """
     idx = (torch.arange(bands)[:, None] + torch.arange(3)[None, :]).reshape(-1)
-    idx = idx.to(fpad.device)
-    nb = torch.index_select(fpad, 2, idx)
+    nb = torch.index_select(fpad, 2, idx.to(fpad.device))
     return nb.unflatten(2, (bands, 3))
+
+
+class SpatialKernel:
+    """The tap-normalised spatial kernel, produced three taps at a time.
+
+    ``hidden`` (B, h_a, H, W) is the input of the kernel's last convolution,
+    ``weight`` (27 C, h_a, 3, 3) and ``bias`` (27 C) its parameters with the
+    output channel layout c * 27 + t.
+    """
+
+    def __init__(self, hidden: Tensor, weight: Tensor, bias: Tensor, channels: int) -> None:
+        self.hidden = hidden
+        w = weight.unflatten(0, (channels, TAPS))  # (C, 27, h_a, 3, 3)
+        b = bias.unflatten(0, (channels, TAPS))  # (C, 27)
+        # Centred over the taps: the convolution then yields kernel - mean.
+        self.weight = w - w.mean(dim=1, keepdim=True)
+        self.bias = b - b.mean(dim=1, keepdim=True)
+        self.channels = channels
+        sumsq = None
+        for group in range(9):
+            v = self._centred(group)
+            s = (v * v).sum(dim=2)
+            sumsq = s if sumsq is None else sumsq + s
+        std = torch.sqrt(sumsq / (TAPS - 1))
+        self.scale = (KERNEL_GAIN / (std + KERNEL_EPS)).unsqueeze(2)  # (B, C, 1, H, W)
+
+    def _centred(self, group: int) -> Tensor:
+        """Centred kernel taps 9 i + group, i = 0, 1, 2: (B, C, 3, H, W)."""
+        w = self.weight[:, group::9].flatten(0, 1)  # (3C, h_a, 3, 3), channel c * 3 + i
+        b = self.bias[:, group::9].flatten()
+        return fn.conv2d(self.hidden, w, b, padding=1).unflatten(1, (self.channels, 3))
+
+    def group(self, group: int) -> Tensor:
+        """Normalised kernel taps 9 i + group, i = 0, 1, 2: (B, C, 3, H, W)."""
+        return self._centred(group) * self.scale
+
+    def full(self) -> Tensor:
+        """The whole normalised kernel (B, C, 27, H, W); for tests and reference."""
+        out = torch.stack([self.group(g) for g in range(9)], dim=3)  # (B, C, 3, 9, H, W)
+        return out.flatten(2, 3)
 
 
 def adaptive_conv3d(
     f: Tensor,
     kspe: Tensor,
-    kspa_raw: Tensor,
+    kspa: SpatialKernel,
     formulation: str = DEFAULT_FORMULATION,
 ) -> Tensor:
     """Depthwise adaptive 3x3x3 convolution of ``f`` without its bias.
 
     - ``f``: (B, C, L, H, W) features.
     - ``kspe``: (B, C, L, 27) normalised spectral kernel.
-    - ``kspa_raw``: (B, C, 27, H, W) spatial kernel *before* tap normalisation
-      (normalised here, three taps at a time).
+    - ``kspa``: the spatial kernel, produced group by group.
+
+    ``formulation`` picks how a group's three taps are combined; all give the
+    same result (tests check them against the explicit 27-tap kernel).
     """
     _, _, bands, height, width = f.shape
-    mean, scale = tap_moments(kspa_raw, dim=2)
-    fpad = torch.nn.functional.pad(f, (1, 1, 1, 1, 1, 1))
+    fpad = fn.pad(f, (1, 1, 1, 1, 1, 1))
     if formulation == "taps":
-        return _tap_by_tap(fpad, kspe, kspa_raw, mean, scale, bands, height, width)
+        return _tap_by_tap(fpad, kspe, kspa, bands, height, width)
     nb = spectral_neighbours(fpad, bands)
     out = None
     for j in range(3):
         for m in range(3):
-            # Taps with spatial offset (j, m) are 3j + m + 9i for i = 0, 1, 2.
-            group = slice(3 * j + m, TAPS, 9)
-            spe = kspe[..., group]  # (B, C, L, 3)
-            spa = (kspa_raw[:, :, group] - mean) * scale  # (B, C, 3, H, W)
+            group = 3 * j + m  # taps 9 i + 3 j + m
+            spe = kspe[..., group::9]  # (B, C, L, 3)
+            spa = kspa.group(group)  # (B, C, 3, H, W)
             shifted = nb[..., j : j + height, m : m + width]  # (B, C, L, 3, H, W)
-            if formulation == "einsum":
-                term = torch.einsum("bcli,bcihw,bclihw->bclhw", spe, spa, shifted)
+            if formulation == "gather_mul":
+                term = (shifted * spa.unsqueeze(2) * spe[..., None, None]).sum(dim=3)
             elif formulation == "mul_einsum":
                 prod = (shifted * spa.unsqueeze(2)).flatten(4)  # (B, C, L, 3, HW)
                 term = torch.einsum("bcli,bclip->bclp", spe, prod).unflatten(3, (height, width))
-            elif formulation == "gather_mul":
-                term = (shifted * spa.unsqueeze(2) * spe[..., None, None]).sum(dim=3)
+            elif formulation == "einsum":
+                term = torch.einsum("bcli,bcihw,bclihw->bclhw", spe, spa, shifted)
             else:
                 raise ValueError(f"unknown formulation {formulation!r}")
             out = term if out is None else out + term
@@ -106,27 +151,20 @@ def adaptive_conv3d(
 
 
 def _tap_by_tap(
-    fpad: Tensor,
-    kspe: Tensor,
-    kspa_raw: Tensor,
-    mean: Tensor,
-    scale: Tensor,
-    bands: int,
-    height: int,
-    width: int,
+    fpad: Tensor, kspe: Tensor, kspa: SpatialKernel, bands: int, height: int, width: int
 ) -> Tensor:
-    """Reference formulation: 27 slices, multiplies and adds (no Gather/Einsum).
-
-    Kept to check the shipped one against and to compare their speed; it
-    does not meet the export constraint.
-    """
+    """27 slices, multiplies and adds (no Gather/Einsum): the leanest in
+    memory, but it does not meet the export constraint; kept to compare."""
     out = None
-    for i in range(3):
-        for j in range(3):
-            for m in range(3):
+    for j in range(3):
+        for m in range(3):
+            spa = kspa.group(3 * j + m)
+            for i in range(3):
                 t = 9 * i + 3 * j + m
-                spa = (kspa_raw[:, :, t : t + 1] - mean) * scale  # (B, C, 1, H, W)
-                spe = kspe[..., t, None, None]  # (B, C, L, 1, 1)
-                term = spe * spa * fpad[:, :, i : i + bands, j : j + height, m : m + width]
+                term = (
+                    kspe[..., t, None, None]
+                    * spa[:, :, i : i + 1]
+                    * fpad[:, :, i : i + bands, j : j + height, m : m + width]
+                )
                 out = term if out is None else out + term
     return out

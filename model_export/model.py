@@ -31,7 +31,13 @@ import torch.nn.functional as fn
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from model_export.adaptive_conv import TAPS, adaptive_conv3d, tap_normalise
+from model_export.adaptive_conv import (
+    DEFAULT_FORMULATION,
+    TAPS,
+    SpatialKernel,
+    adaptive_conv3d,
+    tap_normalise,
+)
 
 NEGATIVE_SLOPE = 0.2
 
@@ -72,6 +78,10 @@ def _lrelu(x: Tensor) -> Tensor:
 class AdaptiveConv3d(nn.Module):
     """One adaptive 3-D convolution layer (kernels and bias predicted from F and G)."""
 
+    #: How the taps are combined (adaptive_conv.FORMULATIONS); all are equal
+    #: in value, they differ in speed and exported ops.
+    formulation = DEFAULT_FORMULATION
+
     def __init__(self, cfg: Ada3DConfig) -> None:
         super().__init__()
         c, d = cfg.channels, cfg.spatial_channels
@@ -91,8 +101,9 @@ class AdaptiveConv3d(nn.Module):
         kspe = self.spe2(_lrelu(self.spe1(pooled_f)))  # (B, 27C, L)
         kspe = tap_normalise(kspe.unflatten(1, (self.channels, TAPS)), dim=2)
         kspe = kspe.permute(0, 1, 3, 2)  # (B, C, L, 27)
-        kspa = self.spa2(_lrelu(self.spa1(g))).unflatten(1, (self.channels, TAPS))
-        out = adaptive_conv3d(f, kspe, kspa)
+        # spa2 is applied inside, a group of taps at a time (memory).
+        kspa = SpatialKernel(_lrelu(self.spa1(g)), self.spa2.weight, self.spa2.bias, self.channels)
+        out = adaptive_conv3d(f, kspe, kspa, self.formulation)
 
         a = self.bias_band(pooled_f)  # (B, 1, L)
         gs = self.bias_space(g)  # (B, 1, H, W)

@@ -15,7 +15,7 @@ import sys
 import time
 
 from scripts.qgis_env import REPO, prepare_config, run_qgis_process
-from scripts.quicklook import cubic_on_grid, read_rgb, side_by_side
+from scripts.quicklook import cubic_on_grid, read_rgb, side_by_side_png
 
 OUT = REPO / "demo_output"
 RGB = (3, 2, 1)  # the sample's bands are B, G, R, NIR
@@ -47,7 +47,7 @@ def main() -> int:
     model = outputs.get("MODEL_USED") or _grep(log, r"[Mm]odel[^:\n]*:\s*(\S+\.onnx)")
     provider = outputs.get("EXECUTION_PROVIDER") or _grep(log, r"(\w+ExecutionProvider)")
     cubic = cubic_on_grid(REPO / "tests/data/l8_ms.tif", fused, OUT / "l8_cubic.tif")
-    png = side_by_side([read_rgb(cubic, RGB), read_rgb(fused, RGB)], OUT / "l8_quicklook.png")
+    png = side_by_side_png([read_rgb(cubic, RGB), read_rgb(fused, RGB)], OUT / "l8_quicklook.png")
     print(f"output:             {fused}")
     print(f"quicklook:          {png}  (left: MS cubic-upsampled, right: Ada3D)")
     print(f"model:              {model}")

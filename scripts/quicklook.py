@@ -1,4 +1,5 @@
-"""Side-by-side true-colour quicklook PNGs with one shared contrast stretch."""
+"""Side-by-side true-colour quicklook PNGs with one shared contrast stretch
+(the stretch and layout are the HTML report's, ada3d_qgis/engine/report.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 from osgeo import gdal
+
+from ada3d_qgis.engine.report import side_by_side, stretch, write_png
 
 gdal.UseExceptions()
 
@@ -25,32 +28,6 @@ def cubic_on_grid(ms: Path, like: Path, out: Path) -> Path:
     return out
 
 
-def stretch(images: list[np.ndarray], low: float = 2, high: float = 98) -> list[np.ndarray]:
-    """8-bit images stretched with the percentiles of the first one, per band,
-    so that differences between panels are the images', not the stretch's."""
-    ref = images[0].reshape(images[0].shape[0], -1)
-    lo = np.percentile(ref, low, axis=1)[:, None, None]
-    hi = np.percentile(ref, high, axis=1)[:, None, None]
-    return [
-        (np.clip((im - lo) / np.maximum(hi - lo, 1e-9), 0, 1) * 255).astype(np.uint8)
-        for im in images
-    ]
-
-
-def side_by_side(images: list[np.ndarray], out: Path, gap: int = 8) -> Path:
-    panels = stretch(images)
-    h = max(p.shape[1] for p in panels)
-    w = sum(p.shape[2] for p in panels) + gap * (len(panels) - 1)
-    canvas = np.full((3, h, w), 255, np.uint8)
-    x = 0
-    for p in panels:
-        canvas[:, : p.shape[1], x : x + p.shape[2]] = p
-        x += p.shape[2] + gap
-    mem = gdal.GetDriverByName("MEM").Create("", w, h, 3, gdal.GDT_Byte)
-    for i in range(3):
-        mem.GetRasterBand(i + 1).WriteArray(canvas[i])
-    gdal.GetDriverByName("PNG").CreateCopy(str(out), mem)
-    aux = Path(str(out) + ".aux.xml")
-    if aux.exists():
-        aux.unlink()
-    return out
+def side_by_side_png(images: list[np.ndarray], out: Path) -> Path:
+    """Panels left to right, one contrast stretch (the first panel's percentiles)."""
+    return write_png(side_by_side(stretch(images)), out)

@@ -562,13 +562,11 @@ def default_data_range(ds: gdal.Dataset) -> float | None:
 
 
 def _metrics(mode: str, result: dict[str, object]) -> dict[str, float]:
+    """Every output metric; NaN for those the mode does not compute."""
     out = dict.fromkeys(report.METRIC_KEYS, math.nan)
-    if mode == "reference":
-        for key in report.REFERENCE_KEYS:
-            out[key] = float(result.get(key.lower(), math.nan))  # type: ignore[arg-type]
-    else:
-        for key in report.NO_REFERENCE_KEYS:
-            out[key] = float(result.get(key.lower(), math.nan))  # type: ignore[arg-type]
+    keys = report.REFERENCE_KEYS if mode == "reference" else report.NO_REFERENCE_KEYS
+    for key in keys:
+        out[key] = float(result.get(key.lower(), math.nan))  # type: ignore[arg-type]
     return out
 
 
@@ -608,10 +606,11 @@ def _describe(scene: Scene) -> str:
 
 
 def _run(scene: Scene, opts: AssessOptions, feedback: Feedback) -> Assessment:
-    feedback.pushInfo(
-        f"Mode: {'with a reference' if scene.mode == 'reference' else 'no reference'}. "
-        + _describe(scene)
-    )
+    if opts.reduced:
+        mode = "scoring the reduced-resolution result against the original MS"
+    else:
+        mode = "with a reference" if scene.mode == "reference" else "no reference"
+    feedback.pushInfo(f"Mode: {mode}. {_describe(scene)}")
     for note in scene.notes:
         feedback.pushInfo(note)
     lo, hi = REPORT_SHARE if opts.report else (0.0, 100.0)
@@ -636,12 +635,11 @@ def _run(scene: Scene, opts: AssessOptions, feedback: Feedback) -> Assessment:
         result = stream_reference(
             scene, feedback, progress, data_range, opts.block, opts.window, sam
         )
-        _check_counts(scene, result, feedback)
     else:
         result = stream_no_reference(
             scene, feedback, progress, opts.block, opts.window, opts.pan_gain, sam
         )
-        _check_counts(scene, result, feedback)
+    _check_counts(scene, result, feedback, opts.block)
     metrics = _metrics(scene.mode, result)
     feedback.pushInfo(
         "Scores: "
@@ -665,7 +663,10 @@ def _run(scene: Scene, opts: AssessOptions, feedback: Feedback) -> Assessment:
     return Assessment(scene.mode, scene.ratio, metrics, result, scene.grid, written, scene.notes)
 
 
-def _check_counts(scene: Scene, result: dict[str, object], feedback: Feedback) -> None:
+def _check_counts(
+    scene: Scene, result: dict[str, object], feedback: Feedback, block: int
+) -> None:
+    """An error when nothing could be scored; a warning when Q2n could not."""
     if scene.mode == "reference":
         if not result["pixels"]:
             raise Ada3DError(
@@ -674,14 +675,14 @@ def _check_counts(scene: Scene, result: dict[str, object], feedback: Feedback) -
             )
         if not result["q2n_tiles"]:
             msg = (
-                f"No complete {BLOCK} x {BLOCK} block of valid pixels: Q2n cannot be "
+                f"No complete {block} x {block} block of valid pixels: Q2n cannot be "
                 "computed (the area is too small or masked)."
             )
             _warn(feedback, f"Warning: {msg}")
             scene.notes.append(msg)
     elif not result["tiles"] or not result["tiles_lr"]:
         raise Ada3DError(
-            f"No complete block of {BLOCK} x {BLOCK} multispectral pixels holds only valid "
+            f"No complete block of {block} x {block} multispectral pixels holds only valid "
             "pixels: D_lambda, D_s and QNR cannot be computed (the area is too small, "
             "masked or nodata)."
         )

@@ -391,6 +391,13 @@ def _read_vsimem(name: str) -> bytes:
         gdal.VSIFCloseL(f)
 
 
+def write_png(image: np.ndarray, path: str | Path) -> Path:
+    """An 8-bit image as a PNG file (no .aux.xml beside it)."""
+    target = Path(path)
+    target.write_bytes(png_bytes(image))
+    return target
+
+
 def data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 

@@ -10,6 +10,7 @@ from model_export.adaptive_conv import (
     FORMULATIONS,
     KERNEL_GAIN,
     TAPS,
+    SpatialKernel,
     adaptive_conv3d,
     tap_normalise,
 )
@@ -165,12 +166,20 @@ def _reference_adaptive_conv(f, kspe, kspa):
 @pytest.mark.parametrize("formulation", FORMULATIONS)
 def test_adaptive_conv_matches_explicit_kernel(formulation):
     gen = torch.Generator().manual_seed(0)
-    b, c, bands, h, w = 2, 3, 5, 6, 7
-    f = torch.randn(b, c, bands, h, w, generator=gen, dtype=torch.float64)
-    kspe = tap_normalise(torch.randn(b, c, bands, TAPS, generator=gen, dtype=torch.float64), 3)
-    raw = torch.randn(b, c, TAPS, h, w, generator=gen, dtype=torch.float64)
-    expected = _reference_adaptive_conv(f, kspe, tap_normalise(raw, 2))
-    got = adaptive_conv3d(f, kspe, raw, formulation)
+    b, c, bands, h, w, hidden = 2, 3, 5, 6, 7, 4
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+    f = rand(b, c, bands, h, w)
+    kspe = tap_normalise(rand(b, c, bands, TAPS), 3)
+    hid, weight, bias = rand(b, hidden, h, w), rand(c * TAPS, hidden, 3, 3), rand(c * TAPS)
+    # The spec's spatial kernel: the whole convolution, then normalised over taps.
+    kspa = tap_normalise(fn.conv2d(hid, weight, bias, padding=1).unflatten(1, (c, TAPS)), 2)
+    lean = SpatialKernel(hid, weight, bias, c)
+    torch.testing.assert_close(lean.full(), kspa, rtol=1e-10, atol=1e-10)
+    expected = _reference_adaptive_conv(f, kspe, kspa)
+    got = adaptive_conv3d(f, kspe, lean, formulation)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
 
 

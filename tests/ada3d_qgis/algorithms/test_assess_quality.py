@@ -289,3 +289,16 @@ def test_modeler_chain_uses_a_numeric_output(study, sample, sample_ms, tmp_path)
     assert 0.5 < direct < 1.0
     del model
 
+
+
+def test_cancel_leaves_no_report(study, sample_ms, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    feedback = QgsProcessingFeedback()
+    feedback.cancel()
+    html = tmp_path / "cancelled.html"
+    out = processing.run(ALG, {"FUSED": study["fused"], "PANCHROMATIC": study["pan_lr"],
+                               "SPECTRAL": study["ms_lr"], "REFERENCE": str(sample_ms),
+                               "OUTPUT_HTML": str(html)}, feedback=feedback)
+    assert "Q2N" not in out and not html.exists()

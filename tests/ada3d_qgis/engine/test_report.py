@@ -72,6 +72,18 @@ def test_png_round_trip(shape):
     np.testing.assert_array_equal(decoded.reshape(img.shape), img)
 
 
+def test_side_by_side_png_file(tmp_path):
+    a = np.full((3, 10, 6), 50, np.uint8)
+    b = np.full((1, 8, 4), 200, np.uint8)  # grey: repeated to RGB
+    canvas = R.side_by_side([a, b], gap=2)
+    assert canvas.shape == (3, 10, 12)
+    assert (canvas[:, :, :6] == 50).all() and (canvas[:, :8, 8:] == 200).all()
+    assert (canvas[:, :, 6:8] == 255).all() and (canvas[:, 8:, 8:] == 255).all()
+    path = R.write_png(canvas, tmp_path / "q.png")
+    np.testing.assert_array_equal(_read(path).astype(np.uint8), canvas)
+    assert [p.name for p in tmp_path.iterdir()] == ["q.png"]
+
+
 def test_png_rejects_non_byte_images():
     with pytest.raises(ValueError):
         R.png_bytes(np.zeros((3, 4, 4), np.float32))
