@@ -146,7 +146,7 @@ def adaptive_conv3d(
                 term = torch.einsum("bcli,bcihw,bclihw->bclhw", spe, spa, shifted)
             else:
                 raise ValueError(f"unknown formulation {formulation!r}")
-            out = term if out is None else out + term
+            out = term if out is None else term + out
     return out
 
 
