@@ -1,0 +1,278 @@
+"""`make bench-speed`: how fast and how lean Ada3D inference is, beside the
+classical methods and the machine's own matrix-multiply peak.
+
+On mirrored mosaics of the embedded Landsat 8 sample (real imagery) at PAN
+sizes 512^2 ... 4096^2, in one run:
+
+- ``ada3d:pansharpen`` end to end through QGIS Processing, each run in its own
+  process: wall time, PAN megapixels per second, peak RSS;
+- ``gdal:pansharp`` and OTB ``bayes`` (otbcli_BundleToPerfectSensor) on the
+  same files, the same way;
+- the model alone on the tiles the plugin feeds it: onnxruntime against
+  PyTorch eager (same weights, same tiles), as a speed-up ratio;
+- the model's multiply-adds per PAN pixel, counted from the ONNX graph, the
+  multiply-adds per second achieved, and that as a share of a dense float32
+  matrix multiply measured in the same run on the same cores.
+
+Writes docs/speed.md, docs/speed.json and docs/speed.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal
+
+from bench import graph_cost
+from bench.measure import measure
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_PAN = REPO / "tests" / "data" / "l8_pan.tif"
+SAMPLE_MS = REPO / "tests" / "data" / "l8_ms.tif"
+DEFAULT_MODEL = REPO / "ada3d_qgis" / "models" / "ada3d_r2_4b_landsat.onnx"
+DEFAULT_CHECKPOINT = REPO / "runs" / "r2" / "best.pt"
+
+gdal.UseExceptions()
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _mirror_tile(a: np.ndarray, reps: int) -> np.ndarray:
+    """(…, h, w) -> (…, reps h, reps w), alternate copies mirrored so that the
+    mosaic has no seams."""
+    rows = [a if i % 2 == 0 else a[..., ::-1, :] for i in range(reps)]
+    col = np.concatenate(rows, axis=-2)
+    cols = [col if i % 2 == 0 else col[..., :, ::-1] for i in range(reps)]
+    return np.concatenate(cols, axis=-1)
+
+
+def _write_like(src_path: Path, data: np.ndarray, out: Path) -> Path:
+    src = gdal.Open(str(src_path))
+    data = data.reshape(-1, *data.shape[-2:])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(out), data.shape[2], data.shape[1], data.shape[0],
+        src.GetRasterBand(1).DataType, ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"],
+    )
+    ds.SetGeoTransform(src.GetGeoTransform())
+    ds.SetProjection(src.GetProjection())
+    for i, band in enumerate(data):
+        ds.GetRasterBand(i + 1).WriteArray(band)
+        ds.GetRasterBand(i + 1).SetDescription(src.GetRasterBand(i + 1).GetDescription())
+    ds = None
+    return out
+
+
+def mosaic(pan_size: int, folder: Path) -> tuple[Path, Path]:
+    """PAN (pan_size^2) and MS (pan_size/2)^2 mosaics of the sample."""
+    reps = pan_size // 512
+    pan = gdal.Open(str(SAMPLE_PAN)).ReadAsArray()
+    ms = gdal.Open(str(SAMPLE_MS)).ReadAsArray()
+    return (
+        _write_like(SAMPLE_PAN, _mirror_tile(pan, reps), folder / f"pan_{pan_size}.tif"),
+        _write_like(SAMPLE_MS, _mirror_tile(ms, reps), folder / f"ms_{pan_size}.tif"),
+    )
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """Multiply-adds per second of a dense float32 matrix multiply (best of
+    ``repeats``), with torch on ``threads`` threads: the practical peak."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return n**3 / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def end_to_end(alg: str, params: dict[str, str]) -> dict:
+    cmd = [sys.executable, "-m", "bench.run_algorithm", alg]
+    cmd += [f"{k}={v}" for k, v in params.items()]
+    m = measure(cmd, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    return {"seconds": m.seconds, "peak_rss_mib": m.peak_rss_mib}
+
+
+def otb_bayes(pan: Path, ms: Path, out: Path) -> dict:
+    m = measure(["otbcli_BundleToPerfectSensor", "-inp", str(pan), "-inxs", str(ms),
+                 "-out", str(out), "uint16", "-method", "bayes"])
+    return {"seconds": m.seconds, "peak_rss_mib": m.peak_rss_mib}
+
+
+def model_only(model: Path, checkpoint: Path, tile: int, tiles: int, threads: int) -> dict:
+    """onnxruntime vs PyTorch eager on the same normalised tiles (PAN tile^2)."""
+    import onnxruntime as ort
+    import torch
+
+    from model_export.model import Ada3D, Ada3DConfig
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = Ada3DConfig.from_dict(ckpt["config"])
+    net = Ada3D(cfg).eval()
+    net.load_state_dict(ckpt["model"])
+    rng = np.random.default_rng(0)
+    pan = gdal.Open(str(SAMPLE_PAN)).ReadAsArray().astype(np.float32)
+    ms = gdal.Open(str(SAMPLE_MS)).ReadAsArray().astype(np.float32)
+    pan = (pan - pan.mean()) / pan.std()
+    ms = (ms - ms.mean(axis=(1, 2), keepdims=True)) / ms.std(axis=(1, 2), keepdims=True)
+    pan, ms = _mirror_tile(pan, 2), _mirror_tile(ms, 2)
+    r, t = cfg.ratio, tile // cfg.ratio
+    batches = []
+    for _ in range(tiles):
+        y, x = rng.integers(0, ms.shape[1] - t), rng.integers(0, ms.shape[2] - t)
+        batches.append((ms[None, :, y : y + t, x : x + t].copy(),
+                        pan[None, None, r * y : r * (y + t), r * x : r * (x + t)].copy()))
+    ctx = np.zeros((1, cfg.context_size), np.float32)
+    w0 = np.zeros((1, 1), np.float32)
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.enable_cpu_mem_arena = False
+    sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    feeds = [{"ms": a, "pan": b, "context": ctx, "context_weight": w0} for a, b in batches]
+    sess.run(None, feeds[0])
+    ort_s = min(_timed(lambda: [sess.run(None, f) for f in feeds]) for _ in range(2))
+
+    torch.set_num_threads(threads)
+    with torch.inference_mode():
+        tb = [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in batches]
+        net(*tb[0])
+        torch_s = min(_timed(lambda: [net(a, b) for a, b in tb]) for _ in range(2))
+    return {"tile": tile, "tiles": tiles, "onnxruntime_s": ort_s, "torch_s": torch_s,
+            "speedup": torch_s / ort_s, "parameters": sum(p.numel() for p in net.parameters())}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def plot(rows: list[dict], out: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for method in sorted({r["method"] for r in rows}):
+        pts = sorted((r["pan_pixels"], r["seconds"], r["peak_rss_mib"])
+                     for r in rows if r["method"] == method)
+        px = [p[0] / 1e6 for p in pts]
+        ax1.plot(px, [p[1] for p in pts], "o-", label=method)
+        ax2.plot(px, [p[2] for p in pts], "o-", label=method)
+    ax1.set(xlabel="PAN megapixels", ylabel="wall time (s)", xscale="log", yscale="log")
+    ax2.set(xlabel="PAN megapixels", ylabel="peak RSS (MiB)", xscale="log")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--model-tiles", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=REPO / "docs")
+    args = parser.parse_args()
+
+    meta = _metadata(args.model)
+    peak = matmul_peak(args.threads)
+    print(f"float32 matrix multiply: {peak / 1e9:.1f} GMAC/s on {args.threads} threads",
+          flush=True)
+    ratio = meta.ratio
+    cost = graph_cost.count(args.model, {
+        "ms": (1, meta.bands, 64, 64), "pan": (1, 1, 64 * ratio, 64 * ratio),
+        "context": (1, meta.context_size), "context_weight": (1, 1)})
+    macs_per_px = cost["total"] / (64 * ratio) ** 2
+    print(f"model: {args.model.name}, {macs_per_px / 1e3:.1f} k multiply-adds per PAN pixel "
+          f"(graph count: {cost})", flush=True)
+    tile = meta.tile_size + 2 * meta.overlap
+    mo = model_only(args.model, args.checkpoint, tile, args.model_tiles, args.threads)
+    mo["macs_per_s"] = macs_per_px * tile**2 * mo["tiles"] / mo["onnxruntime_s"]
+    mo["share_of_peak"] = mo["macs_per_s"] / peak
+    print(f"model only, {mo['tiles']} tiles of {tile}^2 PAN px: onnxruntime "
+          f"{mo['onnxruntime_s']:.2f} s, PyTorch eager {mo['torch_s']:.2f} s "
+          f"(x{mo['speedup']:.2f}); {mo['macs_per_s'] / 1e9:.2f} GMAC/s = "
+          f"{100 * mo['share_of_peak']:.1f} % of the matrix-multiply peak", flush=True)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for size in args.sizes:
+            pan, ms = mosaic(size, work)
+            runs = {
+                "Ada3D (ada3d:pansharpen)": lambda: end_to_end("ada3d:pansharpen", {
+                    "PANCHROMATIC": pan, "SPECTRAL": ms, "MODEL": args.model, "DEVICE": "2",
+                    "OUTPUT": work / f"ada3d_{size}.tif"}),
+                "gdal:pansharp": lambda: end_to_end("gdal:pansharp", {
+                    "SPECTRAL": ms, "PANCHROMATIC": pan, "RESAMPLING": "2",
+                    "OUTPUT": work / f"gdal_{size}.tif"}),
+                "OTB bayes": lambda: otb_bayes(pan, ms, work / f"otb_{size}.tif"),
+            }
+            for method, run in runs.items():
+                result = run()
+                row = {"method": method, "pan_size": size, "pan_pixels": size * size, **result,
+                       "pan_mpix_per_s": size * size / 1e6 / result["seconds"]}
+                rows.append(row)
+                print(f"{method:26s} {size:5d}^2: {row['seconds']:8.1f} s, "
+                      f"{row['pan_mpix_per_s']:7.3f} MPix/s, peak RSS {row['peak_rss_mib']:7.0f} MiB",
+                      flush=True)
+            for f in work.glob(f"*_{size}.tif"):
+                f.unlink()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"threads": args.threads, "matmul_macs_per_s": peak, "model": args.model.name,
+              "macs_per_pan_pixel": macs_per_px, "graph_cost_64": cost, "model_only": mo,
+              "end_to_end": rows}
+    (args.out / "speed.json").write_text(json.dumps(report, indent=1, default=str))
+    lines = ["| method | PAN size | wall time (s) | PAN MPix/s | peak RSS (MiB) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['pan_size']}² | {r['seconds']:.1f} | "
+              f"{r['pan_mpix_per_s']:.3f} | {r['peak_rss_mib']:.0f} |" for r in rows]
+    text = (
+        f"# Inference speed\n\nMade by `make bench-speed` (bench/speed.py) on {args.threads} "
+        f"threads; inputs are mirrored mosaics of the embedded Landsat 8 sample.\n\n"
+        f"- Dense float32 matrix multiply (torch, 2048²): {peak / 1e9:.1f} GMAC/s.\n"
+        f"- Model `{args.model.name}`: {macs_per_px / 1e3:.1f} k multiply-adds per PAN pixel "
+        f"(counted from the graph).\n"
+        f"- Model alone, {mo['tiles']} tiles of {tile}² PAN pixels: onnxruntime "
+        f"{mo['onnxruntime_s']:.2f} s, PyTorch eager {mo['torch_s']:.2f} s: onnxruntime is "
+        f"{mo['speedup']:.2f}x as fast; it achieves {mo['macs_per_s'] / 1e9:.2f} GMAC/s, "
+        f"{100 * mo['share_of_peak']:.1f} % of the matrix-multiply peak.\n\n"
+        + "\n".join(lines) + "\n"
+    )
+    if plot(rows, args.out / "speed.png"):
+        text += "\n![time and peak RSS against PAN pixels](speed.png)\n"
+    (args.out / "speed.md").write_text(text)
+    print("\n" + text)
+
+
+def _metadata(model: Path):
+    from ada3d_qgis.engine.session import read_metadata
+
+    return read_metadata(model)
+
+
+if __name__ == "__main__":
+    main()
