@@ -158,6 +158,17 @@ def model_only(model: Path, checkpoint: Path, tile: int, tiles: int, threads: in
             "speedup": torch_s / ort_s, "parameters": sum(p.numel() for p in net.parameters())}
 
 
+def run_methods(pan: Path, ms: Path, size: int, work: Path, model: Path):
+    """(method, measurement) of each method on one mosaic, one after the other."""
+    yield "Ada3D (ada3d:pansharpen)", end_to_end("ada3d:pansharpen", {
+        "PANCHROMATIC": pan, "SPECTRAL": ms, "MODEL": model, "DEVICE": "2",
+        "OUTPUT": work / f"ada3d_{size}.tif"})
+    yield "gdal:pansharp", end_to_end("gdal:pansharp", {
+        "SPECTRAL": ms, "PANCHROMATIC": pan, "RESAMPLING": "2",
+        "OUTPUT": work / f"gdal_{size}.tif"})
+    yield "OTB bayes", otb_bayes(pan, ms, work / f"otb_{size}.tif")
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -221,23 +232,13 @@ def main() -> None:
         work = Path(tmp)
         for size in args.sizes:
             pan, ms = mosaic(size, work)
-            runs = {
-                "Ada3D (ada3d:pansharpen)": lambda: end_to_end("ada3d:pansharpen", {
-                    "PANCHROMATIC": pan, "SPECTRAL": ms, "MODEL": args.model, "DEVICE": "2",
-                    "OUTPUT": work / f"ada3d_{size}.tif"}),
-                "gdal:pansharp": lambda: end_to_end("gdal:pansharp", {
-                    "SPECTRAL": ms, "PANCHROMATIC": pan, "RESAMPLING": "2",
-                    "OUTPUT": work / f"gdal_{size}.tif"}),
-                "OTB bayes": lambda: otb_bayes(pan, ms, work / f"otb_{size}.tif"),
-            }
-            for method, run in runs.items():
-                result = run()
+            for method, result in run_methods(pan, ms, size, work, args.model):
                 row = {"method": method, "pan_size": size, "pan_pixels": size * size, **result,
                        "pan_mpix_per_s": size * size / 1e6 / result["seconds"]}
                 rows.append(row)
                 print(f"{method:26s} {size:5d}^2: {row['seconds']:8.1f} s, "
-                      f"{row['pan_mpix_per_s']:7.3f} MPix/s, peak RSS {row['peak_rss_mib']:7.0f} MiB",
-                      flush=True)
+                      f"{row['pan_mpix_per_s']:7.3f} MPix/s, "
+                      f"peak RSS {row['peak_rss_mib']:7.0f} MiB", flush=True)
             for f in work.glob(f"*_{size}.tif"):
                 f.unlink()
 
