@@ -376,8 +376,11 @@ def png_bytes(image: np.ndarray) -> bytes:
                 raise Ada3DError(f"Encoding a report picture failed ({gdal.GetLastErrorMsg()}).")
             return _read_vsimem(name)
         finally:
-            gdal.Unlink(name)
-            gdal.Unlink(name + ".aux.xml")
+            # Unlink raises for a missing file when another plugin or script has
+            # turned on gdal.UseExceptions() (a process-wide switch).
+            for path in (name, name + ".aux.xml"):
+                if gdal.VSIStatL(path) is not None:
+                    gdal.Unlink(path)
 
 
 def _read_vsimem(name: str) -> bytes:

@@ -155,3 +155,17 @@ def test_bad_overlap_is_rejected(exported):
     halo = receptive_field_halo(CONFIG)
     with pytest.raises(ValueError, match="halo"):
         export.build_metadata(model, {"band_names": BAND_NAMES}, "x", overlap=halo - 2)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [Ada3DConfig(), Ada3DConfig(bands=8), Ada3DConfig(ratio=2), CONFIG, Ada3DConfig(ratio=3)],
+)
+def test_default_tile_size_fits_the_memory_budget(cfg):
+    tile = export.default_tile_size(cfg)
+    assert tile % 32 == 0 and tile % cfg.ratio == 0
+    assert export.tile_memory_mib(cfg, tile) <= export.TILE_MEMORY_BUDGET_MIB
+    step = 32 * cfg.ratio // np.gcd(32, cfg.ratio)
+    assert export.tile_memory_mib(cfg, tile + step) > export.TILE_MEMORY_BUDGET_MIB
+    # Room for the halo on both sides with a core left over.
+    assert tile > 2 * receptive_field_halo(cfg)

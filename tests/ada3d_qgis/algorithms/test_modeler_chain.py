@@ -29,7 +29,7 @@ MODEL3 = REPO / "tests" / "data" / "pansharpen_chain.model3"
 FUSED = "sharpen:fused"  # the model's destination parameters: childId:outputName
 REPORT = "stats:report"
 # A sub-extent of the sample (EPSG:32616), a little larger than 100 x 100 MS pixels.
-EXTENT = "457500,460500,3396500,3399500 [EPSG:32616]"
+EXTENT = "465000,468000,3393000,3396000 [EPSG:32616]"
 
 
 def _source(name):
