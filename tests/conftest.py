@@ -35,6 +35,35 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "ada3d_tiny_models"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(model_dir) -> Path:
+    """Untrained tiny Ada3D: returns the bilinear interpolation of the MS."""
+    from tiny_models import export_tiny
+
+    return export_tiny(model_dir, "tiny_bilinear", randomise=False)
+
+
+@pytest.fixture(scope="session")
+def random_model(model_dir) -> Path:
+    """Random head weights: a generic network whose output depends on the context."""
+    from tiny_models import export_tiny
+
+    return export_tiny(model_dir, "tiny_random", randomise=True)
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory, sample_pan, sample_ms) -> tuple[Path, Path]:
+    """(pan, ms): 98 x 98 PAN and 49 x 49 MS crops of the sample (96 x 96 output)."""
+    from tiny_models import small_pair
+
+    return small_pair(tmp_path_factory.mktemp("small"), sample_pan, sample_ms)
+
+
+@pytest.fixture(scope="session")
 def ada3d_provider(qgis_processing):
     """The Ada3D provider registered in the QGIS Processing registry."""
     from qgis.core import QgsApplication
