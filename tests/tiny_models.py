@@ -1,5 +1,5 @@
-"""Tiny Ada3D models and small crops of the real sample, shared by the engine
-and algorithm tests (both conftest files import this module).
+"""Tiny Ada3D models and small crops of the real sample, used by the
+fixtures of tests/conftest.py and by the engine and algorithm tests.
 
 The models are exported from checkpoints of a small Ada3DConfig with
 ``model_export.export.export_checkpoint`` (tests may import torch; the plugin
