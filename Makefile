@@ -37,8 +37,8 @@ deploy: package
 # EPOCHS_Rn are the epoch counts of the committed checkpoints.
 FUSEBOX ?= ../shared/data/landsat7_fusebox
 SMALL := --channels 16 --spatial-channels 16 --layers 2 --spatial-hidden 4 --spectral-hidden 4 --res-channels 8
-EPOCHS_R2 ?= 12
-EPOCHS_R4 ?= 12
+EPOCHS_R2 ?= 3
+EPOCHS_R4 ?= 3
 train: train-r2 train-r4
 train-r2: $(STAMP)
 	$(PY) -m model_export.train --fusebox $(FUSEBOX) --ratio 2 $(SMALL) --threads $(THREADS) \
