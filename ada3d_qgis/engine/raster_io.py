@@ -37,13 +37,23 @@ _EPS_PX = 1e-3
 @contextlib.contextmanager
 def quiet_gdal() -> Iterator[None]:
     """Keep GDAL from printing errors (they are turned into sentences instead);
-    the handler stack is per thread, so QGIS's own handler is untouched."""
+    the handler stack is per thread, so QGIS's own handler is untouched.
+
+    Inside, failures return None as the code here expects, also when another
+    plugin or script has switched on ``gdal.UseExceptions()`` (a process-wide
+    setting in GDAL 3.6, and the default from GDAL 4 on).
+    """
+    raising = gdal.GetUseExceptions()
+    if raising:
+        gdal.DontUseExceptions()
     gdal.PushErrorHandler("CPLQuietErrorHandler")
     gdal.ErrorReset()
     try:
         yield
     finally:
         gdal.PopErrorHandler()
+        if raising:
+            gdal.UseExceptions()
 
 
 def _gdal_message(default: str = "") -> str:

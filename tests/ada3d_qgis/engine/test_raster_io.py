@@ -148,7 +148,20 @@ def test_band_checks(sample_ms):
         rio.check_bands(ds, [1, 5], "multispectral")
 
 
-def test_unreadable_and_ungeoreferenced_inputs(tmp_path):
+@pytest.mark.parametrize("gdal_exceptions", [False, True])
+def test_unreadable_and_ungeoreferenced_inputs(tmp_path, gdal_exceptions):
+    """The same sentences whether or not something in the process has
+    switched on gdal.UseExceptions(), which is left as it was."""
+    was = gdal.GetUseExceptions()
+    (gdal.UseExceptions if gdal_exceptions else gdal.DontUseExceptions)()
+    try:
+        _check_unreadable_and_ungeoreferenced(tmp_path)
+        assert bool(gdal.GetUseExceptions()) == gdal_exceptions
+    finally:
+        (gdal.UseExceptions if was else gdal.DontUseExceptions)()
+
+
+def _check_unreadable_and_ungeoreferenced(tmp_path):
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a tiff")
     with pytest.raises(Ada3DError, match="cannot be opened"):
