@@ -46,6 +46,7 @@ from .raster_io import (
     Grid,
     align_inputs,
     check_output_folder,
+    describe_dataset,
     gdal_cache_limit,
     grid_in_crs,
     grid_of,
@@ -54,6 +55,7 @@ from .raster_io import (
     open_raster,
     quiet_gdal,
     same_crs,
+    warp_onto,
 )
 
 #: Pixels per window side before rounding to the block grid (bounds memory:
@@ -237,21 +239,7 @@ class MaskWindows:
         ds = open_raster(path, "mask")
         grid_of(ds, "mask")  # a clear error when it has no georeferencing
         with quiet_gdal():
-            sub = gdal.Translate("", ds, format="VRT", bandList=[1])
-            vrt = None
-            if sub is not None:
-                vrt = gdal.Warp(
-                    "",
-                    sub,
-                    format="VRT",
-                    dstSRS=grid.crs_wkt,
-                    outputBounds=(grid.x0, grid.y1, grid.x1, grid.y0),
-                    width=grid.width,
-                    height=grid.height,
-                    resampleAlg="near",
-                    outputType=gdal.GDT_Float32,
-                    dstNodata=0,
-                )
+            vrt, sub = warp_onto(ds, [1], grid, "near", dst_nodata=0)
             if vrt is None:
                 raise Ada3DError(
                     f"The mask raster cannot be put onto the assessed grid "
@@ -859,15 +847,7 @@ class FloatGeoTiff:
                 raise Ada3DError(
                     f"The temporary file {path} cannot be written ({gdal.GetLastErrorMsg()})."
                 )
-        ds.SetGeoTransform(grid.geotransform)
-        ds.SetProjection(grid.crs_wkt)
-        for i, text in enumerate(descriptions, start=1):
-            band = ds.GetRasterBand(i)
-            if nodata is not None:
-                band.SetNoDataValue(nodata)
-            if text:
-                band.SetDescription(text)
-            del band
+        describe_dataset(ds, grid, descriptions, nodata)
         self.ds: gdal.Dataset | None = ds
         self.path = path
 
@@ -906,21 +886,7 @@ def _pan_on_fine_grid(pan_ds: gdal.Dataset, fine: Grid) -> tuple[gdal.Dataset, l
     aligned = _aligned_to(grid_of(pan_ds, "panchromatic"), fine)
     method = "near" if aligned else "cubic"
     with quiet_gdal():
-        sub = gdal.Translate("", pan_ds, format="VRT", bandList=[1])
-        vrt = None
-        if sub is not None:
-            vrt = gdal.Warp(
-                "",
-                sub,
-                format="VRT",
-                dstSRS=fine.crs_wkt,
-                outputBounds=(fine.x0, fine.y1, fine.x1, fine.y0),
-                width=fine.width,
-                height=fine.height,
-                resampleAlg=method,
-                outputType=gdal.GDT_Float32,
-                dstNodata="nan",
-            )
+        vrt, sub = warp_onto(pan_ds, [1], fine, method)
         if vrt is None:
             raise Ada3DError(
                 "Resampling the panchromatic raster onto the multispectral grid failed "

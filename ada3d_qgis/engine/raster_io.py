@@ -116,6 +116,57 @@ class Grid:
         )
 
 
+def warp_onto(
+    ds: gdal.Dataset,
+    bands: Sequence[int],
+    grid: Grid,
+    resampling: str,
+    fmt: str = "VRT",
+    src_nodata: str | None = None,
+    dst_nodata: str | float = "nan",
+) -> tuple[gdal.Dataset | None, gdal.Dataset | None]:
+    """``bands`` (1-based) of ``ds`` resampled onto ``grid`` as float32 (a lazy
+    VRT, or an in-memory "MEM" dataset), reprojected when the CRS differs.
+
+    Returns (result, band subset): the subset must stay alive as long as a VRT
+    result. On failure the result is None and GDAL's message is in
+    ``gdal.GetLastErrorMsg()``. Call inside :func:`quiet_gdal`.
+    """
+    subset = gdal.Translate("", ds, format="VRT", bandList=list(bands))
+    if subset is None:
+        return None, None
+    out = gdal.Warp(
+        "",
+        subset,
+        format=fmt,
+        dstSRS=grid.crs_wkt,
+        outputBounds=(grid.x0, grid.y1, grid.x1, grid.y0),
+        width=grid.width,
+        height=grid.height,
+        resampleAlg=resampling,
+        outputType=gdal.GDT_Float32,
+        srcNodata=src_nodata,
+        dstNodata=dst_nodata,
+    )
+    return out, subset
+
+
+def describe_dataset(
+    ds: gdal.Dataset, grid: Grid, descriptions: Sequence[str], nodata: float | None
+) -> None:
+    """Georeference a new dataset on ``grid`` and set its bands' nodata and
+    descriptions."""
+    ds.SetGeoTransform(grid.geotransform)
+    ds.SetProjection(grid.crs_wkt)
+    for i, text in enumerate(descriptions, start=1):
+        band = ds.GetRasterBand(i)
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+        if text:
+            band.SetDescription(text)
+        del band  # a band must not outlive its dataset (GDAL 3.6 bindings)
+
+
 def open_raster(path: str, what: str) -> gdal.Dataset:
     """Open a raster for reading; ``what`` names it in the error message."""
     with quiet_gdal():
@@ -317,28 +368,13 @@ def align_inputs(
     ms_type = bands[0].DataType
     del bands  # a band must not outlive its dataset (GDAL 3.6 bindings)
 
+    src_nodata = None
+    if any(v is not None for v in nodata):
+        # A band without a nodata value gets one that cannot occur (NaN never
+        # equals a number), so that each band keeps its own rule.
+        src_nodata = " ".join("nan" if v is None else repr(v) for v in nodata)
     with quiet_gdal():
-        subset = gdal.Translate("", ms_ds, format="VRT", bandList=list(ms_bands))
-        if subset is None:
-            raise Ada3DError(f"Selecting multispectral bands failed ({_gdal_message()}).")
-        src_nodata = None
-        if any(v is not None for v in nodata):
-            # A band without a nodata value gets one that cannot occur (NaN never
-            # equals a number), so that each band keeps its own rule.
-            src_nodata = " ".join("nan" if v is None else repr(v) for v in nodata)
-        warped = gdal.Warp(
-            "",
-            subset,
-            format="VRT",
-            dstSRS=pan.crs_wkt,
-            outputBounds=(target.x0, target.y1, target.x1, target.y0),
-            width=target.width,
-            height=target.height,
-            resampleAlg=method,
-            outputType=gdal.GDT_Float32,
-            srcNodata=src_nodata,
-            dstNodata="nan",
-        )
+        warped, subset = warp_onto(ms_ds, ms_bands, target, method, src_nodata=src_nodata)
         if warped is None:
             raise Ada3DError(
                 "Resampling the multispectral raster onto the panchromatic grid failed "
@@ -545,15 +581,7 @@ class OutputWriter:
                     f"The output {self.target} cannot be written "
                     f"({_gdal_message('the format refused the options or the folder')})."
                 )
-        ds.SetGeoTransform(grid.geotransform)
-        ds.SetProjection(grid.crs_wkt)
-        for i, text in enumerate(descriptions, start=1):
-            band = ds.GetRasterBand(i)
-            if nodata is not None:
-                band.SetNoDataValue(nodata)
-            if text:
-                band.SetDescription(text)
-            del band
+        describe_dataset(ds, grid, descriptions, nodata)
         self.ds: gdal.Dataset | None = ds
 
     @staticmethod

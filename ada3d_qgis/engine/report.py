@@ -34,7 +34,7 @@ import numpy as np
 from osgeo import gdal
 
 from . import Ada3DError
-from .raster_io import Grid, grid_in_crs, open_raster, quiet_gdal
+from .raster_io import Grid, grid_in_crs, open_raster, quiet_gdal, warp_onto
 
 #: Longest side of an overview picture, in pixels.
 OVERVIEW_PX = 512
@@ -233,30 +233,13 @@ def warp_to(path: str, bands: list[int], target: Grid, what: str) -> np.ndarray:
     scale = 0.5 * (target.dx / src.dx + target.dy / src.dy)
     method = "average" if scale > 1.01 else "cubic" if scale < 0.99 else "near"
     with quiet_gdal():
-        try:
-            subset = gdal.Translate("", ds, format="VRT", bandList=list(bands))
-            out = None
-            if subset is not None:
-                out = gdal.Warp(
-                    "",
-                    subset,
-                    format="MEM",
-                    dstSRS=target.crs_wkt,
-                    outputBounds=(target.x0, target.y1, target.x1, target.y0),
-                    width=target.width,
-                    height=target.height,
-                    resampleAlg=method,
-                    outputType=gdal.GDT_Float32,
-                    dstNodata="nan",
-                )
-        except RuntimeError as exc:  # when some other code enabled GDAL exceptions
-            raise Ada3DError(f"Reading the {what} raster for the report failed ({exc}).") from exc
+        out, _ = warp_onto(ds, bands, target, method, fmt="MEM")
         if out is None:
             raise Ada3DError(
                 f"Reading the {what} raster for the report failed ({gdal.GetLastErrorMsg()})."
             )
         data = out.ReadAsArray().astype(np.float64)
-    out = subset = ds = None
+    out = ds = None
     return data.reshape(len(bands), target.height, target.width)
 
 
