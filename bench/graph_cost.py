@@ -2,8 +2,10 @@
 
 Conv/ConvTranspose, MatMul/Gemm and Einsum count their multiply-adds; an
 elementwise Mul counts one multiply per output element (in Ada3D these are the
-adaptive convolution's per-tap products, each summed right after). Shapes
-come from ONNX shape inference on a copy of the model whose inputs are fixed.
+adaptive convolution's per-tap products, each summed right after). Shapes are
+the real ones: a copy of the model that returns every intermediate tensor is
+run once with onnxruntime on inputs of the given shapes (ONNX shape inference
+leaves many of the exporter's shapes unknown).
 """
 
 from __future__ import annotations
@@ -32,6 +34,27 @@ def _einsum_macs(equation: str, operand_shapes: list[list[int]]) -> int:
     return prod(sizes.values()) * max(len(lhs) - 1, 1)
 
 
+def _run_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]) -> dict:
+    """Shapes of every node output, from one onnxruntime run."""
+    import numpy as np
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    for node in probe.graph.node:
+        for name in node.output:
+            if name and name not in known:
+                probe.graph.output.append(onnx.ValueInfoProto(name=name))
+                known.add(name)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.zeros(input_shapes[i.name], np.float32) for i in sess.get_inputs()}
+    names = [o.name for o in sess.get_outputs()]
+    return {n: list(v.shape) for n, v in zip(names, sess.run(names, feeds), strict=True)}
+
+
 def count(model_path: Path, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
     """{"conv": ..., "matmul": ..., "einsum": ..., "mul": ..., "total": ...}."""
     model = onnx.load(str(model_path))
@@ -41,13 +64,14 @@ def count(model_path: Path, input_shapes: dict[str, tuple[int, ...]]) -> dict[st
     for vi in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
         dims = vi.type.tensor_type.shape.dim
         shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 0 for d in dims]
+    shapes.update(_run_shapes(model, input_shapes))
     for init in model.graph.initializer:
         shapes[init.name] = list(init.dims)
     totals = {"conv": 0, "matmul": 0, "einsum": 0, "mul": 0, "unknown_nodes": 0}
     for node in model.graph.node:
-        out = shapes.get(node.output[0], [])
+        out = shapes.get(node.output[0])  # [] is a scalar: one element
         if node.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum", "Mul") and (
-            not out or 0 in out
+            out is None or 0 in out
         ):
             totals["unknown_nodes"] += 1
             continue
