@@ -20,7 +20,9 @@ def test_counts_conv_and_mul(tmp_path):
         [weight],
     )
     path = tmp_path / "g.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what onnxruntime reads, whatever this onnx writes by default
+    onnx.save(model, path)
     cost = graph_cost.count(path, {"x": (1, 2, 8, 10)})
     # Conv: every output value (3 x 8 x 10) takes 2 x 3 x 3 multiply-adds.
     assert cost["conv"] == 3 * 8 * 10 * 2 * 9
