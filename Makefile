@@ -33,12 +33,15 @@ deploy: package
 
 # Shipped weights: the small CPU configuration (98 k parameters) trained on the
 # FuseBox Landsat 7 groups, validated on group P091R083. Training resumes
-# from runs/rN/last.pt, so an interrupted run continues where it stopped;
-# EPOCHS_Rn are the epoch counts of the committed checkpoints.
+# from runs/rN/last.pt, so an interrupted run continues where it stopped, up to
+# EPOCHS_Rn epochs of 512 samples. Training is deterministic for its seed: the
+# shipped .onnx files come from epoch 3 (ada3d_qgis/models metadata, "epochs"),
+# reproduced from nothing by `rm -rf runs/r2 && make train-r2 EPOCHS_R2=3 THREADS=1`
+# then `make export`.
 FUSEBOX ?= ../shared/data/landsat7_fusebox
 SMALL := --channels 16 --spatial-channels 16 --layers 2 --spatial-hidden 4 --spectral-hidden 4 --res-channels 8
-EPOCHS_R2 ?= 3
-EPOCHS_R4 ?= 3
+EPOCHS_R2 ?= 40
+EPOCHS_R4 ?= 40
 train: train-r2 train-r4
 train-r2: $(STAMP)
 	$(PY) -m model_export.train --fusebox $(FUSEBOX) --ratio 2 $(SMALL) --threads $(THREADS) \
