@@ -15,6 +15,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 from osgeo import gdal
 
@@ -101,3 +102,19 @@ def bilinear_up(ms, ratio: int):
     ms = np.asarray(ms, np.float64)
     rows = ms[:, r0] * (1 - fr)[None, :, None] + ms[:, r1] * fr[None, :, None]
     return rows[:, :, c0] * (1 - fc) + rows[:, :, c1] * fc
+
+
+def read_array(path) -> np.ndarray:
+    """A whole raster as float64 (bands, rows, cols) or (rows, cols)."""
+    ds = gdal.Open(str(path))
+    arr = ds.ReadAsArray().astype(np.float64)
+    ds = None
+    return arr
+
+
+def read_geo(path) -> tuple[tuple, str]:
+    """(geotransform, CRS WKT) of a raster."""
+    ds = gdal.Open(str(path))
+    out = ds.GetGeoTransform(), ds.GetProjection()
+    ds = None
+    return out

@@ -11,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from tiny_models import BAND_NAMES, TINY
 
 from ada3d_qgis.core.metadata import ModelMetadata
 from ada3d_qgis.core.normalise import METHOD
@@ -19,18 +20,7 @@ from model_export.model import Ada3D, Ada3DConfig, randomise_zero_init, receptiv
 
 pytestmark = pytest.mark.slow  # one dynamo export (~30-45 s on 2 shared cores)
 
-CONFIG = Ada3DConfig(
-    bands=4,
-    ratio=2,
-    channels=4,
-    spatial_channels=4,
-    layers=1,
-    spectral_hidden=2,
-    spatial_hidden=2,
-    context_hidden=2,
-    res_channels=2,
-)
-BAND_NAMES = ["B", "G", "R", "NIR"]
+CONFIG = Ada3DConfig(**TINY)
 TRAINING = {"data": "unit test", "protocol": "none", "epochs": 0, "samples": 0, "seed": 7}
 VALIDATION = {"ergas": 9.5, "sam": 3.25}
 

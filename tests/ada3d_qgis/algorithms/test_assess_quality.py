@@ -26,6 +26,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingUtils,
 )
+from tiny_models import read_array as _read
+from tiny_models import read_geo as _geo
 
 from ada3d_qgis.core.degrade import wald_pair
 from ada3d_qgis.core.metrics import no_reference_metrics, reference_metrics
@@ -43,18 +45,6 @@ def _run(alg: str, params: dict) -> dict:
     return processing.run(alg, params)
 
 
-def _read(path) -> np.ndarray:
-    ds = gdal.Open(str(path))
-    arr = ds.ReadAsArray().astype(np.float64)
-    ds = None
-    return arr
-
-
-def _geo(path) -> tuple[tuple, str]:
-    ds = gdal.Open(str(path))
-    out = ds.GetGeoTransform(), ds.GetProjection()
-    ds = None
-    return out
 
 
 def _write(path, image, gt, wkt) -> str:

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pytest
 from osgeo import gdal, osr
+from tiny_models import read_array as _read
+from tiny_models import read_geo as _geo
 
 from ada3d_qgis.core.degrade import degrade, upsample_cubic, wald_pair
 from ada3d_qgis.core.metrics import no_reference_metrics, reference_metrics
@@ -21,18 +23,6 @@ from ada3d_qgis.engine.report import METRIC_KEYS, plan_layout
 REL = 1e-9
 
 
-def _read(path) -> np.ndarray:
-    ds = gdal.Open(str(path))
-    arr = ds.ReadAsArray().astype(np.float64)
-    ds = None
-    return arr
-
-
-def _geo(path) -> tuple[tuple, str]:
-    ds = gdal.Open(str(path))
-    out = ds.GetGeoTransform(), ds.GetProjection()
-    ds = None
-    return out
 
 
 def _write(path, image, gt, wkt, dtype=gdal.GDT_Float32, nodata=None, names=()):
