@@ -8,7 +8,7 @@ export QT_QPA_PLATFORM ?= offscreen
 # Training runs on all cores by default; set THREADS to share the machine.
 THREADS ?= 2
 
-.PHONY: setup test lint demo package deploy train train-r2 train-r4 export bench-quality bench-speed clean
+.PHONY: setup test lint demo package deploy train train-r2 train-r4 export bench-quality bench-speed bench-memory clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt
@@ -63,6 +63,9 @@ bench-quality: $(STAMP)
 
 bench-speed: $(STAMP)
 	$(PY) -m bench.speed
+
+bench-memory: $(STAMP)
+	$(PY) -m bench.memory
 
 clean:
 	rm -rf dist build demo_output .pytest_cache .ruff_cache

@@ -158,6 +158,67 @@ def model_only(model: Path, checkpoint: Path, tile: int, tiles: int, threads: in
             "speedup": torch_s / ort_s, "parameters": sum(p.numel() for p in net.parameters())}
 
 
+#: onnxruntime op types grouped by what limits them on a CPU.
+OP_GROUPS = {
+    "dense (Conv, MatMul, Gemm)": ("Conv", "FusedConv", "MatMul", "FusedMatMul", "Gemm",
+                                   "FusedGemm", "Einsum"),
+    "layout (NCHWc reorders, Transpose)": ("ReorderInput", "ReorderOutput", "Transpose"),
+}
+
+
+def op_profile(model: Path, tile: int, threads: int) -> dict[str, float]:
+    """Share of one tile's kernel time per op group (onnxruntime's profiler),
+    on random normalised inputs of the tile size (the time does not depend on
+    the values)."""
+    import onnxruntime as ort
+
+    from ada3d_qgis.engine.session import read_metadata
+
+    meta = read_metadata(model)
+    r, k = meta.ratio, meta.context_size
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.enable_cpu_mem_arena = False
+    so.enable_profiling = True
+    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "ada3d_profile")
+    sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {"ms": rng.standard_normal((1, meta.bands, tile // r, tile // r), np.float32),
+             "pan": rng.standard_normal((1, 1, tile, tile), np.float32),
+             "context": np.zeros((1, k), np.float32),
+             "context_weight": np.zeros((1, 1), np.float32)}
+    sess.run(None, feeds)
+    sess.run(None, feeds)
+    trace = Path(sess.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
+    kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    second_run = kernels[len(kernels) // 2:]
+    per_op: dict[str, float] = {}
+    for e in second_run:
+        per_op[e["args"]["op_name"]] = per_op.get(e["args"]["op_name"], 0.0) + e["dur"]
+    total = sum(per_op.values())
+    shares = {group: sum(per_op.get(op, 0.0) for op in ops) / total
+              for group, ops in OP_GROUPS.items()}
+    grouped = {op for ops in OP_GROUPS.values() for op in ops}
+    shares["elementwise and indexing (Mul, Add, Gather, Slice, ReduceSum, ...)"] = (
+        sum(v for op, v in per_op.items() if op not in grouped) / total)
+    shares["top ops"] = {op: round(v / total, 4)
+                         for op, v in sorted(per_op.items(), key=lambda kv: -kv[1])[:8]}
+    return shares
+
+
+def scaling(rows: list[dict], method: str, small: int, large: int) -> dict | None:
+    """Time per pixel and peak RSS of ``large`` relative to ``small`` (PAN sizes)."""
+    by_size = {r["pan_size"]: r for r in rows if r["method"] == method}
+    if small not in by_size or large not in by_size:
+        return None
+    a, b = by_size[small], by_size[large]
+    per_pixel = [r["seconds"] / r["pan_pixels"] for r in (a, b)]
+    return {"from": small, "to": large, "time_per_pixel_ratio": per_pixel[1] / per_pixel[0],
+            "peak_rss_ratio": b["peak_rss_mib"] / a["peak_rss_mib"]}
+
+
 def run_methods(pan: Path, ms: Path, size: int, work: Path, model: Path):
     """(method, measurement) of each method on one mosaic, one after the other."""
     yield "Ada3D (ada3d:pansharpen)", end_to_end("ada3d:pansharpen", {
@@ -227,6 +288,11 @@ def main() -> None:
           f"(x{mo['speedup']:.2f}); {mo['macs_per_s'] / 1e9:.2f} GMAC/s = "
           f"{100 * mo['share_of_peak']:.1f} % of the matrix-multiply peak", flush=True)
 
+    profile = op_profile(args.model, tile, args.threads)
+    print("share of one tile's kernel time: " + ", ".join(
+        f"{k} {100 * v:.1f} %" for k, v in profile.items() if k != "top ops"), flush=True)
+    print(f"largest op types: {profile['top ops']}", flush=True)
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -242,10 +308,12 @@ def main() -> None:
             for f in work.glob(f"*_{size}.tif"):
                 f.unlink()
 
+    ada3d = "Ada3D (ada3d:pansharpen)"
+    scale = scaling(rows, ada3d, 1024, max(args.sizes))
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"threads": args.threads, "matmul_macs_per_s": peak, "model": args.model.name,
               "macs_per_pan_pixel": macs_per_px, "graph_cost_64": cost, "model_only": mo,
-              "end_to_end": rows}
+              "op_profile": profile, "scaling": scale, "end_to_end": rows}
     (args.out / "speed.json").write_text(json.dumps(report, indent=1, default=str))
     lines = ["| method | PAN size | wall time (s) | PAN MPix/s | peak RSS (MiB) |",
              "|---|---|---|---|---|"]
@@ -263,6 +331,17 @@ def main() -> None:
         f"{100 * mo['share_of_peak']:.1f} % of the matrix-multiply peak.\n\n"
         + "\n".join(lines) + "\n"
     )
+    text += (
+        f"\nWhere one {tile}² tile's time goes (onnxruntime profiler, kernel time): "
+        + "; ".join(f"{k} {100 * v:.1f} %" for k, v in profile.items() if k != "top ops")
+        + ". Largest op types: "
+        + ", ".join(f"{op} {100 * v:.1f} %" for op, v in profile["top ops"].items()) + ".\n"
+    )
+    if scale:
+        text += (
+            f"\nAda3D from {scale['from']}² to {scale['to']}² PAN: time per pixel x"
+            f"{scale['time_per_pixel_ratio']:.3f}, peak RSS x{scale['peak_rss_ratio']:.3f}.\n"
+        )
     if plot(rows, args.out / "speed.png"):
         text += "\n![time and peak RSS against PAN pixels](speed.png)\n"
     (args.out / "speed.md").write_text(text)

@@ -28,6 +28,18 @@ def sample_pan() -> Path:
 
 
 @pytest.fixture(scope="session")
+def sample_ms_512() -> Path:
+    """A larger real Landsat 8 MS crop: 512 x 512, 4 bands (B, G, R, NIR), uint16."""
+    return DATA / "l8_ms_512.tif"
+
+
+@pytest.fixture(scope="session")
+def sample_pan_1024() -> Path:
+    """Its PAN: 1024 x 1024, uint16, 15 m, half a PAN pixel off the MS grid."""
+    return DATA / "l8_pan_1024.tif"
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present (only in the development workplace)")

@@ -3,7 +3,8 @@
     open inputs -> measure ratio -> choose model -> open session (device)
       -> align MS on the r x PAN grid -> plan tiles
       -> statistics pass (streamed, nodata excluded)
-      -> pooled context (pass 1, w = 0, on up to 16 spread tiles; skipped for one tile)
+      -> pooled context (pass 1, w = 0, on one spread tile per 16, at most 16;
+         skipped for one tile)
       -> every tile (w = 1 with that context): normalise, fill gaps, run, crop the
          core, de-normalise, clip, mask nodata, write
       -> move the finished file into place
@@ -41,7 +42,7 @@ from .raster_io import (
     to_output,
 )
 from .session import ModelSession, open_session
-from .tiling import Tile, round_up, spread_tiles, tile_grid
+from .tiling import Tile, context_tile_count, round_up, spread_tiles, tile_grid
 
 #: GDAL block cache during a run (see raster_io.gdal_cache_limit).
 GDAL_CACHE_BYTES = 256 * 1024 * 1024
@@ -211,7 +212,7 @@ def pooled_context(
     feedback: Feedback,
     done: Callable[[], None] = lambda: None,
 ) -> np.ndarray:
-    """Pass 1: the mean of the own pooled context of up to 16 spread tiles (w = 0)."""
+    """Pass 1: the mean of the own pooled context of the spread ``tiles`` (w = 0)."""
     contexts = []
     for tile in tiles:
         _check_cancel(feedback)
@@ -341,7 +342,7 @@ def _run_aligned(
     check_output_folder(opts.output)
     tile_size, overlap, tiles = plan_tiles(model, inputs, opts, feedback)
     two_pass = model.has_context and len(tiles) > 1
-    context_tiles = spread_tiles(tiles) if two_pass else []
+    context_tiles = spread_tiles(tiles, context_tile_count(len(tiles))) if two_pass else []
     if len(tiles) == 1:
         how = "the scene fits one tile: one pass with its own pooled statistics (exact)"
     elif two_pass:

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from ada3d_qgis.engine import Ada3DError
-from ada3d_qgis.engine.tiling import spans, spread_tiles, tile_grid
+from ada3d_qgis.engine.tiling import (
+    CONTEXT_TILES,
+    context_tile_count,
+    spans,
+    spread_tiles,
+    tile_grid,
+)
 
 
 def _check_spans(length, tile, overlap):
@@ -84,3 +90,18 @@ def test_spread_tiles_on_a_long_strip_and_small_grids():
     assert picked[0].y == 0 and picked[-1].y == max(t.y for t in strip)
     few = tile_grid(200, 200, 128, 16, 2)
     assert spread_tiles(few) == few
+
+
+def test_context_tile_count_is_a_fixed_share_of_the_scene():
+    assert context_tile_count(1) == 1
+    assert context_tile_count(16) == 1
+    assert context_tile_count(17) == 2
+    assert context_tile_count(200) == 13
+    assert context_tile_count(10_000) == CONTEXT_TILES
+
+
+def test_a_single_context_tile_is_the_middle_one():
+    tiles = tile_grid(1000, 1000, 200, 16, 2)  # 5 x 5 tiles
+    (picked,) = spread_tiles(tiles, 1)
+    xs, ys = sorted({t.x for t in tiles}), sorted({t.y for t in tiles})
+    assert (picked.x, picked.y) == (xs[2], ys[2])
