@@ -353,7 +353,8 @@ def _run_aligned(
     else:
         how = "this model has no pooled-context input: each tile uses its own statistics"
     feedback.pushInfo(
-        f"Tiles: {len(tiles)} of {tile_size} px with {overlap} px overlap; {how}."
+        f"Tiles: {len(tiles)} of {tiles[0].width} x {tiles[0].height} px (at most "
+        f"{tile_size}) with {overlap} px overlap; {how}."
     )
     progress = _Progress(feedback, len(context_tiles) + len(tiles))
     stats = scene_statistics(inputs, feedback, progress.stats)

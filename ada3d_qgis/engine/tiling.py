@@ -94,18 +94,35 @@ def spans(length: int, tile: int, overlap: int) -> list[Span]:
     return out
 
 
+def balanced_tile(length: int, tile: int, overlap: int, ratio: int) -> int:
+    """The smallest window length (a multiple of ``ratio``, at most ``tile``) that
+    covers ``length`` with as few windows as ``tile`` would.
+
+    Windows keep one size, so with ``tile`` itself the last one mostly repeats
+    its neighbour: a 1022 px side in 320 px windows (14 px overlap) takes four
+    windows, 1280 px of work; four 278 px windows do the same in 1112 px.
+    """
+    if length <= tile or tile <= 2 * overlap:
+        return tile
+    cores = length - 2 * overlap
+    windows = -(-cores // (tile - 2 * overlap))
+    return min(tile, round_up(-(-cores // windows) + 2 * overlap, ratio))
+
+
 def tile_grid(width: int, height: int, tile_size: int, overlap: int, ratio: int) -> list[Tile]:
     """Row-major tiles over a ``width`` x ``height`` output (multiples of ``ratio``).
 
-    ``tile_size`` and ``overlap`` are rounded up to multiples of the ratio.
+    ``tile_size`` (the largest window) and ``overlap`` are rounded up to
+    multiples of the ratio; the windows are then shrunk as far as their number
+    allows (``balanced_tile``).
     """
     if width % ratio or height % ratio:
         raise ValueError(f"output size {width} x {height} is not a multiple of {ratio}")
     tile = round_up(max(tile_size, ratio), ratio)
     halo = round_up(max(overlap, 0), ratio)
     tiles = []
-    for ys in spans(height, tile, halo):
-        for xs in spans(width, tile, halo):
+    for ys in spans(height, balanced_tile(height, tile, halo, ratio), halo):
+        for xs in spans(width, balanced_tile(width, tile, halo, ratio), halo):
             tiles.append(
                 Tile(
                     len(tiles),

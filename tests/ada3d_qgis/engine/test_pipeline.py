@@ -103,7 +103,7 @@ def test_run_writes_the_bilinear_result_of_an_untrained_model(tmp_path, small, t
     assert fb.progress[-1] == pytest.approx(100) and fb.progress == sorted(fb.progress)
     assert any(line.startswith("Model: ") for line in fb.log)
     assert any("CPUExecutionProvider" in line for line in fb.log)
-    assert any(line.startswith("Tiles: 9 of 48 px") for line in fb.log)
+    assert any(line.startswith("Tiles: 9 of 48 x 48 px (at most 48)") for line in fb.log)
     # Expected, computed independently: bilinear upsampling of the MS on the
     # r x PAN grid (as GDAL resamples it), rounded to uint16.
     pan_ds, ms_ds = rio.open_raster(str(pan), "p"), rio.open_raster(str(ms), "m")

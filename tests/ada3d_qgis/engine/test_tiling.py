@@ -6,6 +6,7 @@ import pytest
 from ada3d_qgis.engine import Ada3DError
 from ada3d_qgis.engine.tiling import (
     CONTEXT_TILES,
+    balanced_tile,
     context_tile_count,
     spans,
     spread_tiles,
@@ -105,3 +106,20 @@ def test_a_single_context_tile_is_the_middle_one():
     (picked,) = spread_tiles(tiles, 1)
     xs, ys = sorted({t.x for t in tiles}), sorted({t.y for t in tiles})
     assert (picked.x, picked.y) == (xs[2], ys[2])
+
+
+@pytest.mark.parametrize(("length", "tile", "overlap"), [(1022, 320, 14), (4094, 320, 14),
+                                                         (600, 256, 24), (257, 256, 24)])
+def test_balanced_windows_are_as_few_and_never_larger(length, tile, overlap):
+    full = spans(length, tile, overlap)
+    size = balanced_tile(length, tile, overlap, 2)
+    assert size <= tile and size % 2 == 0
+    balanced = _check_spans(length, size, overlap)
+    assert len(balanced) == len(full)
+    assert len(balanced) * size <= len(full) * tile
+
+
+def test_balanced_grid_does_less_work_on_a_1022_px_scene():
+    tiles = tile_grid(1022, 1022, 320, 14, 2)
+    assert len(tiles) == 16
+    assert {(t.width, t.height) for t in tiles} == {(278, 278)}
