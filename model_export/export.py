@@ -1,7 +1,7 @@
 """Export an Ada3D checkpoint to the single .onnx file the QGIS plugin runs.
 
     python -m model_export.export --checkpoint CKPT --out MODEL.onnx [--name NAME]
-        [--tile-size PX] [--overlap PX]
+        [--tile-size PX] [--overlap PX] [--fp16]
 
 The graph has inputs ``ms`` (B, L, h, w), ``pan`` (B, 1, r h, r w), ``context``
 (B, K) and ``context_weight`` (B, 1) and outputs ``fused`` (B, L, r h, r w) and
@@ -344,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--legacy", action="store_true", help="use the TorchScript exporter instead of dynamo"
     )
+    parser.add_argument(
+        "--fp16",
+        action="store_true",
+        help="also write a float16 copy for GPUs (NAME_fp16.onnx beside --out; "
+        "see model_export/precision.py)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -364,6 +370,18 @@ def main(argv: list[str] | None = None) -> int:
         f"halo {meta.halo} px, tile {meta.tile_size} px, overlap {meta.overlap} px, "
         f"context {meta.context_size} values"
     )
+    if args.fp16:
+        from model_export.precision import write_float16
+
+        try:
+            half, worst = write_float16(args.out)
+        except (ValueError, onnx.checker.ValidationError) as exc:
+            print(f"float16 export failed: {exc}", file=sys.stderr)
+            return 1
+        print(
+            f"wrote {half}: float16 weights and arithmetic, float32 inputs and outputs; "
+            f"largest difference from the float32 model on CPU {worst:.3g}"
+        )
     return 0
 
 

@@ -6,6 +6,9 @@ really run); "auto" (CUDA only when a session really runs there, as reported by
 run is found out before a CUDA session is attempted, by loading the libraries
 onnxruntime's CUDA provider needs with ctypes: that names the missing piece and
 keeps onnxruntime's own loader errors out of the user's log.
+
+A CUDA session gets explicit provider options (:func:`cuda_provider_options`)
+and runs each tile through IO binding (:func:`run_bound`); docs/gpu.md says why.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +31,15 @@ INPUTS = ("ms", "pan", "context", "context_weight")
 OUTPUTS = ("fused", "context_out")
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
+
+#: Environment variable that sets the CUDA arena limit in MiB.
+GPU_MEM_LIMIT_ENV = "ADA3D_GPU_MEM_LIMIT_MIB"
+#: Share of the GPU's memory the arena may grow to when the variable is unset:
+#: the rest is for the CUDA context, cuBLAS/cuDNN handles and whatever else
+#: uses the card (the QGIS display, other jobs on a shared data-centre GPU).
+GPU_MEM_FRACTION = 0.75
+#: Arena limit when the GPU's memory cannot be read (MiB): fits a 6 GB card.
+DEFAULT_GPU_MEM_LIMIT_MIB = 4096
 
 
 def import_onnxruntime():
@@ -51,7 +65,7 @@ def _options(ort, quiet: bool = True):
     return so
 
 
-def _open(ort, path: Path, providers: list[str], so=None):
+def _open(ort, path: Path, providers: list, so=None):
     if not path.is_file():
         raise Ada3DError(f"The model file {path} does not exist.")
     try:
@@ -181,7 +195,110 @@ def cuda_problem() -> str | None:
     return None
 
 
+def device_total_memory(device_id: int = 0) -> int | None:
+    """Bytes of memory on GPU ``device_id`` as the driver reports it, or None.
+
+    cuDeviceTotalMem needs cuInit but no context, so this neither creates a
+    context nor reserves memory (cuMemGetInfo, which gives the free memory,
+    would need one).
+    """
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    device = ctypes.c_int(0)
+    total = ctypes.c_size_t(0)
+    if libcuda.cuInit(0) != 0 or libcuda.cuDeviceGet(ctypes.byref(device), device_id) != 0:
+        return None
+    if libcuda.cuDeviceTotalMem_v2(ctypes.byref(total), device) != 0 or not total.value:
+        return None
+    return int(total.value)
+
+
+def gpu_mem_limit() -> tuple[int, str]:
+    """(bytes, where the number comes from) for the CUDA arena limit:
+    :data:`GPU_MEM_LIMIT_ENV` when set, else :data:`GPU_MEM_FRACTION` of the
+    GPU's memory, else :data:`DEFAULT_GPU_MEM_LIMIT_MIB`."""
+    raw = os.environ.get(GPU_MEM_LIMIT_ENV, "").strip()
+    if raw:
+        try:
+            mib = int(raw)
+        except ValueError:
+            mib = 0
+        if mib <= 0:
+            raise Ada3DError(
+                f"The environment variable {GPU_MEM_LIMIT_ENV} must be a whole number of "
+                f"MiB greater than 0 (the GPU memory Ada3D may use), not {raw!r}."
+            )
+        return mib * 2**20, f"{mib} MiB from {GPU_MEM_LIMIT_ENV}"
+    total = device_total_memory()
+    if total is None:
+        mib = DEFAULT_GPU_MEM_LIMIT_MIB
+        return mib * 2**20, f"{mib} MiB, the default (the GPU's memory could not be read)"
+    limit = int(total * GPU_MEM_FRACTION) // 2**20 * 2**20
+    return limit, (
+        f"{limit // 2**20} MiB, {GPU_MEM_FRACTION:.0%} of the GPU's {total // 2**20} MiB"
+    )
+
+
+def cuda_provider_options(mem_limit: int) -> dict[str, object]:
+    """Options of onnxruntime's CUDA execution provider (names and values as
+    documented for the Python API; onnxruntime turns each value into text)."""
+    return {
+        "device_id": 0,
+        # Every tile has one shape (edge windows slide inwards, tiling.py)
+        # and cuDNN's choice is cached per convolution shape: the exhaustive
+        # benchmark is paid on the first tile, every later tile gets the
+        # fastest algorithm.
+        "cudnn_conv_algo_search": "EXHAUSTIVE",
+        # The arena grows by what a tile asks for, not to the next power of
+        # two, which could double the memory held for one large tile.
+        "arena_extend_strategy": "kSameAsRequested",
+        "gpu_mem_limit": int(mem_limit),
+        # Lets the search consider algorithms that need a large workspace
+        # (often the fastest), bounded by the arena limit above.
+        "cudnn_conv_use_max_workspace": 1,
+        # Copies and kernels on one stream: the documented safe setting.
+        "do_copy_in_default_stream": True,
+    }
+
+
+def providers_for(device: str, mem_limit: int | None = None) -> list:
+    """The ``providers`` argument of an InferenceSession on ``device``
+    ("cpu" or "cuda"; CUDA keeps the CPU provider for operators it lacks)."""
+    if device == "cpu":
+        return [CPU_EP]
+    if device != "cuda":
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    limit = DEFAULT_GPU_MEM_LIMIT_MIB * 2**20 if mem_limit is None else mem_limit
+    return [(CUDA_EP, cuda_provider_options(limit)), CPU_EP]
+
+
 # --------------------------------------------------------------------------- session
+
+
+def run_bound(
+    session, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], device: str = "cuda"
+) -> list[np.ndarray]:
+    """``session.run(outputs, feeds)`` through IO binding: inputs placed on
+    ``device`` ("cuda" or "cpu") before the run, outputs left there by the
+    run and copied to the host once, after it."""
+    ort = import_onnxruntime()
+    binding = session.io_binding()
+    # On "cpu" an OrtValue wraps the numpy buffer without copying, and the
+    # binding does not keep the Python object alive: hold every value (and
+    # so its array) until the run is over.
+    values = []
+    for name, array in feeds.items():
+        value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), device, 0)
+        values.append(value)
+        binding.bind_ortvalue_input(name, value)
+    for name in outputs:
+        binding.bind_output(name, device, 0)
+    session.run_with_iobinding(binding)
+    result = binding.copy_outputs_to_cpu()
+    del values
+    return result
 
 
 @dataclass
@@ -192,6 +309,9 @@ class ModelSession:
     session: object
     metadata: ModelMetadata
     device_note: str
+    #: Where tile inputs and outputs are bound ("cuda"), or None for a plain
+    #: ``session.run`` (CPU: binding would wrap the same host arrays).
+    io_device: str | None = None
 
     @property
     def provider(self) -> str:
@@ -216,14 +336,35 @@ class ModelSession:
         """
         feeds = {"ms": ms[None].astype(np.float32), "pan": pan[None, None].astype(np.float32)}
         if not self.has_context:
-            (fused,) = self.session.run([OUTPUTS[0]], feeds)[:1]
+            (fused,) = self._run([OUTPUTS[0]], feeds)[:1]
             return fused[0], None
         k = self.metadata.context_size
         ctx = np.zeros(k, np.float32) if context is None else context.astype(np.float32)
         feeds["context"] = ctx.reshape(1, k)
         feeds["context_weight"] = np.full((1, 1), weight, np.float32)
-        fused, own = self.session.run(list(OUTPUTS), feeds)
+        fused, own = self._run(list(OUTPUTS), feeds)
         return fused[0], own[0]
+
+    def _run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self.io_device is None:
+            return self.session.run(outputs, feeds)
+        return run_bound(self.session, feeds, outputs, self.io_device)
+
+
+def _open_cuda(ort, path: Path, mem_limit: int) -> tuple[object | None, str]:
+    """(session, "") when CUDA really runs the model, else (None, why not)."""
+    try:
+        session = _open(ort, path, providers_for("cuda", mem_limit))
+    except Ada3DError as exc:
+        # A file at fault gets its own message from the CPU reader; anything
+        # else went wrong in the CUDA provider (options, memory, driver).
+        read_metadata(path)
+        cause = exc.__cause__ or exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        return None, f"onnxruntime could not start its CUDA provider ({first})"
+    if session.get_providers()[0] != CUDA_EP:
+        return None, "onnxruntime could not start its CUDA provider on this GPU"
+    return session, ""
 
 
 def open_session(path: Path, device: str = "auto") -> ModelSession:
@@ -237,15 +378,16 @@ def open_session(path: Path, device: str = "auto") -> ModelSession:
     if device != "cpu":
         problem = cuda_problem()
         if problem is None:
-            session = _open(ort, path, [CUDA_EP, CPU_EP])
-            if session.get_providers()[0] == CUDA_EP:
-                return ModelSession(path, session, metadata_of(session, path), "CUDA")
-            problem = "onnxruntime could not start its CUDA provider on this GPU"
+            limit, source = gpu_mem_limit()
+            session, problem = _open_cuda(ort, path, limit)
+            if session is not None:
+                note = f"CUDA, memory arena limit {source}"
+                return ModelSession(path, session, metadata_of(session, path), note, "cuda")
         if device == "cuda":
             raise Ada3DError(
                 f"DEVICE is CUDA, but CUDA cannot run here: {problem}. Choose Auto or CPU, "
                 "or install what is missing."
             )
         note = f"CPU, because CUDA cannot run here: {problem}"
-    session = _open(ort, path, [CPU_EP])
+    session = _open(ort, path, providers_for("cpu"))
     return ModelSession(path, session, metadata_of(session, path), note)

@@ -129,3 +129,178 @@ def test_cuda_device_fails_with_the_reason_when_cuda_cannot_run(tiny_model):
     auto = ses.open_session(tiny_model, "auto")
     assert auto.provider == "CPUExecutionProvider"
     assert auto.device_note.startswith("CPU, because CUDA cannot run here")
+
+
+# --------------------------------------------------------------------------- CUDA options
+
+
+def test_cuda_providers_carry_the_documented_options():
+    limit = 3 * 2**30
+    assert ses.providers_for("cuda", limit) == [
+        (
+            "CUDAExecutionProvider",
+            {
+                "device_id": 0,
+                "cudnn_conv_algo_search": "EXHAUSTIVE",
+                "arena_extend_strategy": "kSameAsRequested",
+                "gpu_mem_limit": limit,
+                "cudnn_conv_use_max_workspace": 1,
+                "do_copy_in_default_stream": True,
+            },
+        ),
+        "CPUExecutionProvider",
+    ]
+    assert ses.providers_for("cpu") == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="cpu' or 'cuda"):
+        ses.providers_for("auto")
+
+
+def test_cuda_options_reach_onnxruntime_as_text_its_parser_accepts():
+    """onnxruntime's Python layer turns every option value into text; the CUDA
+    provider parses enums by name, integers by digits and booleans from
+    "0"/"1"/"True"/"False"/"true"/"false"."""
+    import onnxruntime as ort
+    from onnxruntime.capi.onnxruntime_inference_collection import (
+        check_and_normalize_provider_args,
+    )
+
+    names, options = check_and_normalize_provider_args(
+        ses.providers_for("cuda", 5 * 2**30), None, ort.get_available_providers()
+    )
+    assert names == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert options[0] == {
+        "device_id": "0",
+        "cudnn_conv_algo_search": "EXHAUSTIVE",
+        "arena_extend_strategy": "kSameAsRequested",
+        "gpu_mem_limit": str(5 * 2**30),
+        "cudnn_conv_use_max_workspace": "1",
+        "do_copy_in_default_stream": "True",
+    }
+
+
+class _FakeDriver:
+    """libcuda.so.1 with one GPU of ``total`` bytes."""
+
+    def __init__(self, total: int):
+        self.total = total
+
+    def cuInit(self, flags):
+        return 0
+
+    def cuDeviceGet(self, ref, ordinal):
+        ref._obj.value = ordinal
+        return 0
+
+    def cuDeviceTotalMem_v2(self, ref, device):
+        ref._obj.value = self.total
+        return 0
+
+
+def test_gpu_mem_limit_from_the_environment(monkeypatch):
+    monkeypatch.setenv(ses.GPU_MEM_LIMIT_ENV, "6000")
+    limit, source = ses.gpu_mem_limit()
+    assert limit == 6000 * 2**20 and ses.GPU_MEM_LIMIT_ENV in source
+    for bad in ("lots", "-1", "0", "1.5"):
+        monkeypatch.setenv(ses.GPU_MEM_LIMIT_ENV, bad)
+        with pytest.raises(Ada3DError, match="whole number of MiB"):
+            ses.gpu_mem_limit()
+
+
+def test_gpu_mem_limit_is_a_share_of_the_device_memory(monkeypatch):
+    monkeypatch.delenv(ses.GPU_MEM_LIMIT_ENV, raising=False)
+    total = 40 * 2**30
+    monkeypatch.setattr(ses.ctypes, "CDLL", lambda name, *a, **k: _FakeDriver(total))
+    assert ses.device_total_memory() == total
+    limit, source = ses.gpu_mem_limit()
+    assert limit == int(total * ses.GPU_MEM_FRACTION)
+    assert "40960 MiB" in source
+
+
+def test_gpu_mem_limit_default_without_a_driver(monkeypatch):
+    monkeypatch.delenv(ses.GPU_MEM_LIMIT_ENV, raising=False)
+
+    def missing(name, *args, **kwargs):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ses.ctypes, "CDLL", missing)
+    assert ses.device_total_memory() is None
+    assert ses.gpu_mem_limit()[0] == ses.DEFAULT_GPU_MEM_LIMIT_MIB * 2**20
+
+
+def test_a_cuda_provider_that_does_not_start_falls_back_on_auto(tiny_model, monkeypatch):
+    """The whole CUDA branch with the options above: onnxruntime is asked for
+    CUDA; where it cannot start it, ``get_providers()`` decides."""
+    if ses.cuda_problem() is None:
+        pytest.skip("CUDA really works on this machine")
+    monkeypatch.setattr(ses, "cuda_problem", lambda: None)
+    monkeypatch.setenv(ses.GPU_MEM_LIMIT_ENV, "512")
+    auto = ses.open_session(tiny_model, "auto")
+    assert auto.provider == "CPUExecutionProvider" and auto.io_device is None
+    assert "could not start its CUDA provider" in auto.device_note
+    with pytest.raises(Ada3DError, match=r"DEVICE is CUDA.*could not start its CUDA provider"):
+        ses.open_session(tiny_model, "cuda")
+
+
+# --------------------------------------------------------------------------- IO binding
+
+
+def _random_feeds(model: ses.ModelSession, seed: int = 3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    k = model.metadata.context_size
+    return {
+        "ms": rng.standard_normal((1, 4, 9, 13)).astype(np.float32),
+        "pan": rng.standard_normal((1, 1, 18, 26)).astype(np.float32),
+        "context": rng.standard_normal((1, k)).astype(np.float32),
+        "context_weight": np.full((1, 1), 0.5, np.float32),
+    }
+
+
+def test_bound_run_equals_the_plain_run(random_model):
+    model = ses.open_session(random_model, "cpu")
+    feeds = _random_feeds(model)
+    plain = model.session.run(list(ses.OUTPUTS), feeds)
+    bound = ses.run_bound(model.session, feeds, list(ses.OUTPUTS), "cpu")
+    assert [b.shape for b in bound] == [(1, 4, 18, 26), (1, model.metadata.context_size)]
+    for a, b in zip(plain, bound, strict=True):
+        assert b.dtype == np.float32 and np.abs(a).max() > 0.1
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
+    # Outputs in the order asked for, not the graph's.
+    reversed_ = ses.run_bound(model.session, feeds, list(ses.OUTPUTS)[::-1], "cpu")
+    np.testing.assert_allclose(reversed_[0], plain[1], rtol=0, atol=1e-6)
+
+
+def test_model_session_runs_tiles_through_the_binding(random_model, monkeypatch):
+    model = ses.open_session(random_model, "cpu")
+    rng = np.random.default_rng(4)
+    ms = rng.standard_normal((4, 10, 12)).astype(np.float32)
+    pan = rng.standard_normal((20, 24)).astype(np.float32)
+    context = rng.standard_normal(model.metadata.context_size).astype(np.float32)
+    plain = model.run(ms, pan, context, 1.0)
+    model.io_device = "cpu"
+    calls = []
+    real = ses.run_bound
+    monkeypatch.setattr(ses, "run_bound", lambda *a: calls.append(a[3]) or real(*a))
+    bound = model.run(ms, pan, context, 1.0)
+    assert calls == ["cpu"]
+    for a, b in zip(plain, bound, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
+
+
+def test_a_cuda_session_binds_tiles_on_the_gpu(tiny_model, monkeypatch):
+    """Wiring only (no GPU here): when CUDA starts, the session binds on "cuda"
+    and the log names the arena limit."""
+    import onnxruntime as ort
+
+    cpu = ort.InferenceSession(str(tiny_model), providers=["CPUExecutionProvider"])
+    seen = {}
+
+    def fake_open_cuda(ort_module, path, limit):
+        seen["limit"] = limit
+        return cpu, ""
+
+    monkeypatch.setattr(ses, "cuda_problem", lambda: None)
+    monkeypatch.setattr(ses, "_open_cuda", fake_open_cuda)
+    monkeypatch.setenv(ses.GPU_MEM_LIMIT_ENV, "2048")
+    model = ses.open_session(tiny_model, "cuda")
+    assert model.io_device == "cuda" and seen["limit"] == 2048 * 2**20
+    assert model.device_note == f"CUDA, memory arena limit 2048 MiB from {ses.GPU_MEM_LIMIT_ENV}"
