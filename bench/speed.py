@@ -279,7 +279,7 @@ def main() -> None:
     macs_per_px = cost["total"] / (64 * ratio) ** 2
     print(f"model: {args.model.name}, {macs_per_px / 1e3:.1f} k multiply-adds per PAN pixel "
           f"(graph count: {cost})", flush=True)
-    tile = meta.tile_size + 2 * meta.overlap
+    tile = meta.tile_size  # the window the plugin runs (its overlap included)
     mo = model_only(args.model, args.checkpoint, tile, args.model_tiles, args.threads)
     mo["macs_per_s"] = macs_per_px * tile**2 * mo["tiles"] / mo["onnxruntime_s"]
     mo["share_of_peak"] = mo["macs_per_s"] / peak
