@@ -20,6 +20,7 @@ Writes docs/speed.md, docs/speed.json and docs/speed.png.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -266,7 +267,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--model-tiles", type=int, default=4)
     parser.add_argument("--out", type=Path, default=REPO / "docs")
+    parser.add_argument("--from-json", type=Path,
+                        help="only rewrite speed.md and the plot from a speed.json")
     args = parser.parse_args()
+    if args.from_json:
+        write_report(json.loads(args.from_json.read_text()), args.out)
+        return
 
     meta = _metadata(args.model)
     peak = matmul_peak(args.threads)
@@ -308,23 +314,51 @@ def main() -> None:
             for f in work.glob(f"*_{size}.tif"):
                 f.unlink()
 
-    ada3d = "Ada3D (ada3d:pansharpen)"
-    scale = scaling(rows, ada3d, 1024, max(args.sizes))
-    args.out.mkdir(parents=True, exist_ok=True)
     report = {"threads": args.threads, "matmul_macs_per_s": peak, "model": args.model.name,
               "macs_per_pan_pixel": macs_per_px, "graph_cost_64": cost, "model_only": mo,
-              "op_profile": profile, "scaling": scale, "end_to_end": rows}
+              "op_profile": profile, "end_to_end": rows,
+              "tile_size": meta.tile_size, "overlap": meta.overlap, "ratio": meta.ratio}
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps(report, indent=1, default=str))
-    lines = ["| method | PAN size | wall time (s) | PAN MPix/s | peak RSS (MiB) |",
-             "|---|---|---|---|---|"]
+    write_report(report, args.out)
+
+
+ADA3D = "Ada3D (ada3d:pansharpen)"
+
+
+def windows(report: dict, size: int) -> str:
+    """The plugin's tile plan for a mosaic of ``size``^2 PAN pixels (its output
+    is one PAN pixel short on each side: the MS grid's half-pixel offset)."""
+    from ada3d_qgis.engine.tiling import context_tile_count, tile_grid
+
+    out = size - 2
+    tiles = tile_grid(out, out, report["tile_size"], report["overlap"], report["ratio"])
+    return (f"{len(tiles)} + {context_tile_count(len(tiles))} of "
+            f"{tiles[0].width}² px")
+
+
+def write_report(report: dict, out: Path) -> None:
+    """docs/speed.md (and the plot) from the measurements in ``report``."""
+    if "tile_size" not in report:  # written before the tile plan was recorded
+        meta = _metadata(DEFAULT_MODEL.parent / report["model"])
+        report = {**report, "tile_size": meta.tile_size, "overlap": meta.overlap,
+                  "ratio": meta.ratio}
+    rows, mo, profile = report["end_to_end"], report["model_only"], report["op_profile"]
+    peak, tile = report["matmul_macs_per_s"], mo["tile"]
+    sizes = sorted({r["pan_size"] for r in rows})
+    lines = ["| method | PAN size | wall time (s) | PAN MPix/s | peak RSS (MiB) | Ada3D tiles "
+             "(written + pass 1) |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['pan_size']}² | {r['seconds']:.1f} | "
-              f"{r['pan_mpix_per_s']:.3f} | {r['peak_rss_mib']:.0f} |" for r in rows]
+              f"{r['pan_mpix_per_s']:.3f} | {r['peak_rss_mib']:.0f} | "
+              f"{windows(report, r['pan_size']) if r['method'] == ADA3D else ''} |"
+              for r in rows]
     text = (
-        f"# Inference speed\n\nMade by `make bench-speed` (bench/speed.py) on {args.threads} "
-        f"threads; inputs are mirrored mosaics of the embedded Landsat 8 sample.\n\n"
+        f"# Inference speed\n\nMade by `make bench-speed` (bench/speed.py) on "
+        f"{report['threads']} threads; inputs are mirrored mosaics of the embedded Landsat 8 "
+        f"sample. Every end-to-end run is its own process (QGIS start-up included).\n\n"
         f"- Dense float32 matrix multiply (torch, 2048²): {peak / 1e9:.1f} GMAC/s.\n"
-        f"- Model `{args.model.name}`: {macs_per_px / 1e3:.1f} k multiply-adds per PAN pixel "
-        f"(counted from the graph).\n"
+        f"- Model `{report['model']}`: {report['macs_per_pan_pixel'] / 1e3:.1f} k "
+        f"multiply-adds per PAN pixel (counted from the graph).\n"
         f"- Model alone, {mo['tiles']} tiles of {tile}² PAN pixels: onnxruntime "
         f"{mo['onnxruntime_s']:.2f} s, PyTorch eager {mo['torch_s']:.2f} s: onnxruntime is "
         f"{mo['speedup']:.2f}x as fast; it achieves {mo['macs_per_s'] / 1e9:.2f} GMAC/s, "
@@ -337,14 +371,19 @@ def main() -> None:
         + ". Largest op types: "
         + ", ".join(f"{op} {100 * v:.1f} %" for op, v in profile["top ops"].items()) + ".\n"
     )
-    if scale:
-        text += (
-            f"\nAda3D from {scale['from']}² to {scale['to']}² PAN: time per pixel x"
-            f"{scale['time_per_pixel_ratio']:.3f}, peak RSS x{scale['peak_rss_ratio']:.3f}.\n"
-        )
-    if plot(rows, args.out / "speed.png"):
+    pairs = [(a, b) for a, b in itertools.pairwise(sizes) if a >= 1024]
+    if 1024 in sizes and sizes[-1] > 2048:
+        pairs.append((1024, sizes[-1]))
+    for a, b in pairs:
+        scale = scaling(rows, ADA3D, a, b)
+        if scale:
+            text += (f"\nAda3D from {a}² to {b}² PAN: time per pixel "
+                     f"x{scale['time_per_pixel_ratio']:.3f}, peak RSS "
+                     f"x{scale['peak_rss_ratio']:.3f}.")
+    text += "\n"
+    if plot(rows, out / "speed.png"):
         text += "\n![time and peak RSS against PAN pixels](speed.png)\n"
-    (args.out / "speed.md").write_text(text)
+    (out / "speed.md").write_text(text)
     print("\n" + text)
 
 

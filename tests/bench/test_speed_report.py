@@ -1,0 +1,36 @@
+"""bench/speed.py's report: the figures it states come from the measurements."""
+
+from __future__ import annotations
+
+import json
+
+from bench.speed import ADA3D, scaling, write_report
+
+
+def _row(method, size, seconds, rss):
+    return {"method": method, "pan_size": size, "pan_pixels": size * size, "seconds": seconds,
+            "peak_rss_mib": rss, "pan_mpix_per_s": size * size / 1e6 / seconds}
+
+
+def test_scaling_ratios_and_report(tmp_path):
+    rows = [_row(ADA3D, 1024, 40.0, 750.0), _row(ADA3D, 2048, 150.0, 950.0),
+            _row(ADA3D, 4096, 600.0, 960.0), _row("OTB bayes", 1024, 1.0, 100.0)]
+    s = scaling(rows, ADA3D, 1024, 4096)
+    assert s["time_per_pixel_ratio"] == 600.0 / 16 / 40.0
+    assert s["peak_rss_ratio"] == 960.0 / 750.0
+    assert scaling(rows, ADA3D, 1024, 8192) is None
+    report = {"threads": 2, "matmul_macs_per_s": 75e9, "model": "m.onnx",
+              "macs_per_pan_pixel": 154.1e3, "end_to_end": rows,
+              "model_only": {"tile": 320, "tiles": 4, "onnxruntime_s": 12.0, "torch_s": 30.0,
+                             "speedup": 2.5, "macs_per_s": 5e9, "share_of_peak": 5 / 75},
+              "op_profile": {"dense": 0.2, "elementwise": 0.8, "top ops": {"Mul": 0.3}},
+              "tile_size": 320, "overlap": 14, "ratio": 2}
+    (tmp_path / "speed.json").write_text(json.dumps(report))
+    write_report(report, tmp_path)
+    text = (tmp_path / "speed.md").read_text()
+    assert "Ada3D from 1024² to 2048² PAN: time per pixel x0.938, peak RSS x1.267" in text
+    assert "Ada3D from 2048² to 4096² PAN: time per pixel x1.000, peak RSS x1.011" in text
+    assert "Ada3D from 1024² to 4096² PAN: time per pixel x0.938" in text
+    # The plugin's tile plan for the 1022 px output of a 1024 px mosaic.
+    assert "| 16 + 1 of 278² px |" in text
+    assert "2.50x as fast" in text and "6.7 % of the matrix-multiply peak" in text
