@@ -8,7 +8,7 @@ pixels; the per-tile constants such as the context MLP are negligible):
   Einsum, and the elementwise Mul of the adaptive convolution's taps);
 - bytes moved: for every node that moves data, the elements of its inputs read
   plus those of its outputs written, times the element size of each tensor
-  (shapes from one onnxruntime run, :func:`bench.graph_cost._run_shapes`;
+  (shapes from one onnxruntime run, :func:`bench.graph_cost.tensor_shapes`;
   element types from ONNX type inference, 4 bytes when unknown). Nodes that
   only relabel a tensor (Reshape, Squeeze, Unsqueeze, Flatten, Identity: they
   alias their input in onnxruntime) and shape-only nodes count nothing. The
@@ -139,17 +139,6 @@ def _element_sizes(model: onnx.ModelProto) -> dict[str, int]:
     return sizes
 
 
-def run_dims(model_path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, list[int]]:
-    """Shape of every tensor of one onnxruntime run at ``shapes``."""
-    model = onnx.load(str(model_path))
-    graph_cost._fix_inputs(model, shapes)
-    dims: dict[str, list[int]] = {k: list(v) for k, v in shapes.items()}
-    dims.update(graph_cost._run_shapes(model, shapes))
-    for init in model.graph.initializer:
-        dims[init.name] = list(init.dims)
-    return dims
-
-
 def _with_cast_dims(model: onnx.ModelProto, dims: dict[str, list[int]]) -> dict[str, list[int]]:
     """``dims`` of the float32 graph extended to the tensors the float16
     conversion adds, so that the float16 graph needs no run of its own. The
@@ -198,9 +187,8 @@ def traffic(model_path: Path, dims: dict[str, list[int]]) -> tuple[float, float,
 def graph_costs(path32: Path, path16: Path, meta: dict, pan_px: int) -> dict[str, GraphCost]:
     """Per-pixel costs of the float32 graph and of its float16 copy (the same
     multiply-adds: the conversion adds only Casts)."""
-    shapes = probe_shapes(meta, pan_px)
-    macs = graph_cost.count(path32, shapes)
-    dims = run_dims(path32, shapes)
+    model32, dims = graph_cost.tensor_shapes(path32, probe_shapes(meta, pan_px))
+    macs = graph_cost.count_macs(model32, dims)
     px = pan_px * pan_px
     tensor = (macs["conv"] + macs["matmul"] + macs["einsum"]) / px
     out = {}
@@ -230,14 +218,16 @@ def pixel_time(cost: GraphCost, gpu: Gpu, fp16: bool, fc: float, fm: float) -> P
     return PixelTime(compute, cost.bytes / (gpu.bandwidth * fm))
 
 
-def scene_tiles(pixels: int, tile: int, overlap: int, ratio: int) -> int:
-    """Tiles the plugin runs on a square scene of ``pixels`` PAN pixels (pass 1
-    and pass 2), from its own tile plan."""
-    from ada3d_qgis.engine.tiling import context_tile_count, round_up, spans
+def scene_tiles(pixels: int, tile: int, overlap: int, ratio: int) -> tuple[int, int]:
+    """(tile runs, PAN pixels processed) of the plugin on a square scene of
+    ``pixels`` PAN pixels, pass 1 included, from its own tile plan (windows of
+    at most ``tile`` px, balanced)."""
+    from ada3d_qgis.engine.tiling import context_tile_count, round_up, tile_grid
 
     side = round_up(math.isqrt(pixels), ratio)
-    n = len(spans(side, round_up(tile, ratio), round_up(overlap, ratio))) ** 2
-    return n + (context_tile_count(n) if n > 1 else 0)
+    tiles = tile_grid(side, side, tile, overlap, ratio)
+    runs = len(tiles) + (context_tile_count(len(tiles)) if len(tiles) > 1 else 0)
+    return runs, runs * tiles[0].width * tiles[0].height
 
 
 def tile_memory_gib(meta: dict, tile: int) -> float:
@@ -390,16 +380,16 @@ def report_model(
     copy_px = copy_bytes_per_pixel(meta)
     for pixels in SCENES:
         for tile in tiles:
-            n = scene_tiles(pixels, tile, overlap, meta["ratio"])
-            processed = n * tile * tile
+            n, processed = scene_tiles(pixels, tile, overlap, meta["ratio"])
             est = {k: processed * t.seconds for k, t in times.items()}
             copies = processed * copy_px / (gpu.pcie / 2)
             print(f"| {pixels:.0e} | {tile} | {tile_memory_gib(meta, tile):.1f} GiB | {n} | "
                   f"{_fmt_s(est['float32'])} | {_fmt_s(est['float16'])} | {_fmt_s(copies)} | "
                   f"{n * c32.kernels:.3g} |")
-    print(f"\nTiles of `tile` PAN px with {overlap} px overlap (the model's tile is "
+    print(f"\nWindows of at most `tile` PAN px with {overlap} px overlap, shrunk as far as "
+          f"their number allows, as the plugin plans them (the model's tile is "
           f"{meta['tile_size']} px, used unless TILE_SIZE is set); processed pixels = tiles x "
-          f"tile^2, which includes the overlaps and pass 1. Tile memory: float32 session "
+          f"window area, which includes the overlaps and pass 1. Tile memory: float32 session "
           f"memory by model_export.export.tile_memory_mib, calibrated on onnxruntime's CPU "
           f"provider (an indication for the GPU arena, not a GPU measurement). "
           f"Copies: {copy_px:.0f} bytes per "

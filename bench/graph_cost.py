@@ -55,8 +55,11 @@ def _run_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]
     return {n: list(v.shape) for n, v in zip(names, sess.run(names, feeds), strict=True)}
 
 
-def count(model_path: Path, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    """{"conv": ..., "matmul": ..., "einsum": ..., "mul": ..., "total": ...}."""
+def tensor_shapes(
+    model_path: Path, input_shapes: dict[str, tuple[int, ...]]
+) -> tuple[onnx.ModelProto, dict[str, list[int]]]:
+    """The model (inputs fixed to ``input_shapes``) and the shape of every
+    tensor in it: inputs, initialisers and every node output of one run."""
     model = onnx.load(str(model_path))
     _fix_inputs(model, input_shapes)
     model = shape_inference.infer_shapes(model, data_prop=True)
@@ -67,6 +70,16 @@ def count(model_path: Path, input_shapes: dict[str, tuple[int, ...]]) -> dict[st
     shapes.update(_run_shapes(model, input_shapes))
     for init in model.graph.initializer:
         shapes[init.name] = list(init.dims)
+    return model, shapes
+
+
+def count(model_path: Path, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    """{"conv": ..., "matmul": ..., "einsum": ..., "mul": ..., "total": ...}."""
+    return count_macs(*tensor_shapes(model_path, input_shapes))
+
+
+def count_macs(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> dict[str, int]:
+    """``count`` on shapes already known (``tensor_shapes``)."""
     totals = {"conv": 0, "matmul": 0, "einsum": 0, "mul": 0, "unknown_nodes": 0}
     for node in model.graph.node:
         out = shapes.get(node.output[0])  # [] is a scalar: one element

@@ -9,9 +9,10 @@ own process: the statistics pass over the whole scene, pass 1 (pooled context)
 on its spread tiles, then written tiles until ``--tiles`` model runs (pass 1's
 included) are done, then it is cancelled as a user would. Every later tile
 repeats the same work on the same tile size, so the peak resident memory of
-the process (Linux ``ru_maxrss``, measured by bench/measure.py) does not grow
-with the tiles that are not run;
-bench/speed.py shows the same flatness on whole runs from 1024^2 to 4096^2.
+the process (Linux ``ru_maxrss``, measured by bench/measure.py) is the window's
+working memory plus GDAL's block cache, which pipeline.py caps at 256 MiB for a
+run and which a scene this large has filled by then; bench/speed.py shows the
+peak rising towards that level on whole runs from 1024^2 to 4096^2.
 """
 
 from __future__ import annotations
