@@ -35,9 +35,9 @@ deploy: package
 # FuseBox Landsat 7 groups, validated on group P091R083. Training resumes
 # from runs/rN/last.pt, so an interrupted run continues where it stopped, up to
 # EPOCHS_Rn epochs of 512 samples. Training is deterministic for its seed: the
-# shipped .onnx files are the best validation epochs, 7 for ratio 2 and 16 for
+# shipped .onnx files are the best validation epochs, 7 for ratio 2 and 25 for
 # ratio 4 (ada3d_qgis/models metadata, "epochs"), reproduced from nothing by
-# `rm -rf runs/r2 runs/r4 && make train EPOCHS_R2=7 EPOCHS_R4=16 THREADS=1`
+# `rm -rf runs/r2 runs/r4 && make train EPOCHS_R2=7 EPOCHS_R4=25 THREADS=1`
 # then `make export`.
 FUSEBOX ?= ../shared/data/landsat7_fusebox
 SMALL := --channels 16 --spatial-channels 16 --layers 2 --spatial-hidden 4 --spectral-hidden 4 --res-channels 8
