@@ -39,13 +39,18 @@ from .raster_io import (
     input_ratio,
     open_raster,
     quiet_gdal,
+    row_sweep_bytes,
     to_output,
 )
 from .session import ModelSession, open_session
 from .tiling import Tile, context_tile_count, round_up, spread_tiles, tile_grid
 
-#: GDAL block cache during a run (see raster_io.gdal_cache_limit).
+#: GDAL block cache during a run (see raster_io.gdal_cache_limit): the cap,
+#: and the floor of the cache sized to the tile sweep (``sweep_cache_bytes``).
 GDAL_CACHE_BYTES = 256 * 1024 * 1024
+GDAL_CACHE_MIN_BYTES = 16 * 1024 * 1024
+#: Head-room over the blocks one row of tiles touches.
+SWEEP_CACHE_MARGIN = 1.5
 #: Pixels per window of the statistics pass (bounds its memory, ~100 MB).
 STATS_WINDOW_PIXELS = 2_000_000
 #: Share of the progress bar given to the statistics pass.
@@ -137,6 +142,12 @@ def _duration(seconds: float) -> str:
 # --------------------------------------------------------------------------- passes
 
 
+def stats_rows(inputs: AlignedInputs) -> int:
+    """PAN rows per strip of the statistics pass (a multiple of the ratio)."""
+    r = inputs.ratio
+    return max(r, (STATS_WINDOW_PIXELS // max(inputs.grid.width, 1)) // r * r)
+
+
 def scene_statistics(
     inputs: AlignedInputs,
     feedback: Feedback,
@@ -145,7 +156,7 @@ def scene_statistics(
     """Mean/std of every MS band (on the aligned grid) and of the PAN over the
     output window, streamed strip by strip, gaps (NaN) excluded."""
     r, grid = inputs.ratio, inputs.grid
-    rows = max(r, (STATS_WINDOW_PIXELS // max(grid.width, 1)) // r * r)
+    rows = stats_rows(inputs)
     ms_rs, pan_rs = RunningStats(inputs.bands), RunningStats(1)
     ms_gaps = np.zeros(inputs.bands, bool)
     pan_gaps = False
@@ -254,6 +265,26 @@ def band_descriptions(inputs: AlignedInputs, model: ModelSession) -> list[str]:
     return [d or (names[i] if i < len(names) else "") for i, d in enumerate(inputs.ms_descriptions)]
 
 
+def sweep_cache_bytes(
+    inputs: AlignedInputs, rows: int, writer: OutputWriter | None = None
+) -> int:
+    """GDAL's block cache for a sweep over the scene in rows of windows
+    ``rows`` PAN pixels tall: the blocks one row touches in every input (and
+    in the output, if given), with head-room, within [GDAL_CACHE_MIN_BYTES,
+    GDAL_CACHE_BYTES].
+
+    Both passes go row by row. The tiles' next row re-reads the overlap and
+    completes the output blocks the previous one wrote in part, so those
+    blocks must survive one row; nothing older is ever needed. A fixed cache
+    would instead fill with the whole scene up to its size, and glibc keeps
+    the freed blocks: peak memory growing with the scene for no gain.
+    """
+    need = inputs.row_sweep_bytes(rows)
+    if writer is not None:
+        need += row_sweep_bytes(writer.ds, writer.bands, inputs.grid.width, rows)
+    return int(min(max(SWEEP_CACHE_MARGIN * need, GDAL_CACHE_MIN_BYTES), GDAL_CACHE_BYTES))
+
+
 def _write_tile(
     writer: OutputWriter, tile: Tile, fused: FusedTile, gdal_type: int, nodata: float | None
 ) -> None:
@@ -357,7 +388,8 @@ def _run_aligned(
         f"{tile_size}) with {overlap} px overlap; {how}."
     )
     progress = _Progress(feedback, len(context_tiles) + len(tiles))
-    stats = scene_statistics(inputs, feedback, progress.stats)
+    with gdal_cache_limit(sweep_cache_bytes(inputs, stats_rows(inputs))):
+        stats = scene_statistics(inputs, feedback, progress.stats)
     progress.begin_tiles()
     gdal_type, nodata = output_types(inputs, model, stats)
     with OutputWriter(
@@ -368,7 +400,7 @@ def _run_aligned(
         nodata,
         band_descriptions(inputs, model),
         opts.creation_options,
-    ) as writer:
+    ) as writer, gdal_cache_limit(sweep_cache_bytes(inputs, tiles[0].height, writer)):
         context = None
         if two_pass:
             context = pooled_context(model, inputs, context_tiles, stats, feedback, progress.tile)

@@ -74,6 +74,19 @@ def gdal_cache_limit(max_bytes: int) -> Iterator[None]:
         gdal.SetCacheMax(previous)
 
 
+def row_sweep_bytes(ds: gdal.Dataset, bands: int, width: float, rows: float) -> int:
+    """Bytes of the cache blocks of ``bands`` bands of ``ds`` that one row of
+    windows ``rows`` pixels tall and ``width`` pixels wide (in pixels of
+    ``ds``) touches: every block row it crosses, over that width."""
+    band = ds.GetRasterBand(1)
+    bx, by = band.GetBlockSize()
+    size = max(gdal.GetDataTypeSize(band.DataType) // 8, 1)
+    del band  # a band must not outlive its dataset (GDAL 3.6 bindings)
+    cols = math.ceil(min(ds.RasterXSize, width + bx) / bx) * bx
+    block_rows = min(math.ceil(rows / by) + 1, math.ceil(ds.RasterYSize / by))
+    return block_rows * by * cols * size * bands
+
+
 # --------------------------------------------------------------------------- grids
 
 
@@ -304,6 +317,20 @@ class AlignedInputs:
                     f"({_gdal_message('I/O error')})."
                 )
         return data.astype(np.float32, copy=False).reshape(self.bands, height, width)
+
+    def row_sweep_bytes(self, rows: int) -> int:
+        """Input blocks one row of windows ``rows`` PAN pixels tall touches: the
+        PAN band, the warped MS and the MS file it reads."""
+        r, grid = self.ratio, self.grid
+        total = row_sweep_bytes(self.pan_ds, 1, grid.width, rows)
+        total += row_sweep_bytes(self.ms_ds, self.bands, grid.width / r, rows / r)
+        source = self._keep[0] if self._keep else None
+        if source is not None:
+            gt = source.GetGeoTransform()
+            # Source pixels per PAN pixel (approximate when reprojected).
+            sx, sy = grid.dx / abs(gt[1]), grid.dy / abs(gt[5])
+            total += row_sweep_bytes(source, self.bands, grid.width * sx, rows * sy)
+        return total
 
     def close(self) -> None:
         self.ms_ds = None

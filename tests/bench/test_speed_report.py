@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import json
 
-from bench.speed import ADA3D, scaling, write_report
+import pytest
+
+from bench.speed import ADA3D, algorithm_seconds, scaling, write_report
 
 
-def _row(method, size, seconds, rss):
-    return {"method": method, "pan_size": size, "pan_pixels": size * size, "seconds": seconds,
-            "peak_rss_mib": rss, "pan_mpix_per_s": size * size / 1e6 / seconds}
+def _row(method, size, seconds, rss, own=None):
+    row = {"method": method, "pan_size": size, "pan_pixels": size * size, "seconds": seconds,
+           "peak_rss_mib": rss, "pan_mpix_per_s": size * size / 1e6 / seconds}
+    if own is not None:
+        row["algorithm_seconds"] = own
+    return row
 
 
 def test_scaling_ratios_and_report(tmp_path):
-    rows = [_row(ADA3D, 1024, 40.0, 750.0), _row(ADA3D, 2048, 150.0, 950.0),
-            _row(ADA3D, 4096, 600.0, 960.0), _row("OTB bayes", 1024, 1.0, 100.0)]
+    rows = [_row(ADA3D, 1024, 40.0, 750.0, 36.0), _row(ADA3D, 2048, 150.0, 950.0, 146.0),
+            _row(ADA3D, 4096, 600.0, 960.0, 592.0), _row("OTB bayes", 1024, 1.0, 100.0)]
     s = scaling(rows, ADA3D, 1024, 4096)
     assert s["time_per_pixel_ratio"] == 600.0 / 16 / 40.0
+    assert s["algorithm_time_per_pixel_ratio"] == 592.0 / 16 / 36.0
     assert s["peak_rss_ratio"] == 960.0 / 750.0
     assert scaling(rows, ADA3D, 1024, 8192) is None
     report = {"threads": 2, "matmul_macs_per_s": 75e9, "model": "m.onnx",
@@ -28,9 +34,19 @@ def test_scaling_ratios_and_report(tmp_path):
     (tmp_path / "speed.json").write_text(json.dumps(report))
     write_report(report, tmp_path)
     text = (tmp_path / "speed.md").read_text()
-    assert "Ada3D from 1024² to 2048² PAN: time per pixel x0.938, peak RSS x1.267" in text
-    assert "Ada3D from 2048² to 4096² PAN: time per pixel x1.000, peak RSS x1.011" in text
+    assert ("Ada3D from 1024² to 2048² PAN: time per pixel x0.938 (in the algorithm x1.014), "
+            "peak RSS x1.267") in text
+    assert "| Ada3D (ada3d:pansharpen) | 4096² | 600.0 | 592.0 |" in text
+    assert "| OTB bayes | 1024² | 1.0 |  |" in text
+    assert "Ada3D from 2048² to 4096² PAN: time per pixel x1.000 (in the algorithm x1.014)" in text
     assert "Ada3D from 1024² to 4096² PAN: time per pixel x0.938" in text
     # The plugin's tile plan for the 1022 px output of a 1024 px mosaic.
     assert "| 16 + 1 of 278² px |" in text
     assert "2.50x as fast" in text and "6.7 % of the matrix-multiply peak" in text
+
+
+def test_algorithm_seconds_comes_from_the_result_line():
+    out = 'Model: m.onnx\nRESULT {"outputs": {"OUTPUT": "/x.tif"}, "seconds": 12.5}\n'
+    assert algorithm_seconds(out) == 12.5
+    with pytest.raises(RuntimeError, match="no RESULT line"):
+        algorithm_seconds("Traceback ...\n")

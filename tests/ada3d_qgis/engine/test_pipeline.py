@@ -5,7 +5,7 @@ import pytest
 from osgeo import gdal
 from tiny_models import bilinear_up
 
-from ada3d_qgis.engine import Ada3DError, Cancelled
+from ada3d_qgis.engine import Ada3DError, Cancelled, pipeline
 from ada3d_qgis.engine import raster_io as rio
 from ada3d_qgis.engine.pipeline import (
     RunOptions,
@@ -20,11 +20,12 @@ from ada3d_qgis.engine.tiling import spread_tiles, tile_grid
 
 class Quiet:
     def __init__(self, cancel_after=None):
-        self.log, self.progress = [], []
+        self.log, self.progress, self.cache = [], [], []
         self.cancel_after = cancel_after
 
     def setProgress(self, p):
         self.progress.append(p)
+        self.cache.append(gdal.GetCacheMax())
 
     def pushInfo(self, text):
         self.log.append(text)
@@ -90,15 +91,27 @@ def test_tiles_with_a_fixed_context_equal_the_whole_image(aligned, random_model)
     )
 
 
-def test_run_writes_the_bilinear_result_of_an_untrained_model(tmp_path, small, tiny_model):
+@pytest.mark.parametrize("starved", [False, True])
+def test_run_writes_the_bilinear_result_of_an_untrained_model(
+    tmp_path, small, tiny_model, monkeypatch, starved
+):
     pan, ms = small
     out = tmp_path / "fused.tif"
     fb = Quiet()
+    if starved:
+        # No block cache at all: the output blocks a row of tiles writes in
+        # part are flushed before the next row completes them, and inputs are
+        # read again; the file must come out the same.
+        monkeypatch.setattr(pipeline, "GDAL_CACHE_MIN_BYTES", 0)
+        monkeypatch.setattr(pipeline, "SWEEP_CACHE_MARGIN", 0)
+    before = gdal.GetCacheMax()
     result = run(
         RunOptions(str(pan), str(ms), str(out), model=str(tiny_model), device="cpu",
                    tile_size=48, overlap=12),
         fb,
     )
+    assert gdal.GetCacheMax() == before
+    assert max(fb.cache) == (0 if starved else pipeline.GDAL_CACHE_MIN_BYTES) < before
     assert result.output == out and result.tiles == 9 and os.listdir(tmp_path) == ["fused.tif"]
     assert fb.progress[-1] == pytest.approx(100) and fb.progress == sorted(fb.progress)
     assert any(line.startswith("Model: ") for line in fb.log)

@@ -317,3 +317,18 @@ def test_driver_for_path():
     assert rio.driver_for_path("a/b") == "GTiff"
     with pytest.raises(Ada3DError, match="extension"):
         rio.driver_for_path("a/b.notaformat")
+
+
+def test_row_sweep_bytes_counts_every_block_a_row_of_windows_crosses(tmp_path):
+    tiled = gdal.GetDriverByName("GTiff").Create(
+        str(tmp_path / "tiled.tif"), 1000, 800, 3, gdal.GDT_UInt16, ["TILED=YES"])
+    # 300 rows cross at most 3 block rows of 256; 500 px (+ one block, as a
+    # window need not start on a block) round up to 3 block columns.
+    assert rio.row_sweep_bytes(tiled, 3, 500, 300) == 3 * 256 * 768 * 2 * 3
+    # Never more columns than the raster has.
+    assert rio.row_sweep_bytes(tiled, 1, 5000, 300) == 3 * 256 * 1024 * 2
+    tiled = None
+    strips = gdal.GetDriverByName("GTiff").Create(
+        str(tmp_path / "strips.tif"), 1000, 800, 1, gdal.GDT_Float32, ["BLOCKYSIZE=1"])
+    assert rio.row_sweep_bytes(strips, 1, 500, 300) == 301 * 1000 * 4
+    strips = None

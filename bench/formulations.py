@@ -1,0 +1,116 @@
+"""Speed and peak memory of the adaptive convolution's formulations in onnxruntime.
+
+``python -m bench.formulations [--checkpoint runs/r2/best.pt] [--tile 320]``
+exports the checkpoint once per formulation (model_export.adaptive_conv.FORMULATIONS;
+same weights, same values) and runs each model on a random normalised tile in a
+process of its own: the best time of three runs and the peak resident memory
+above the session's resting size (Linux VmHWM - VmRSS before the first run).
+Prints a table and writes it to docs/formulations.md. Time it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CHECKPOINT = REPO / "runs" / "r2" / "best.pt"
+#: "einsum" is left out by default: about 9 times slower (see adaptive_conv).
+DEFAULT_FORMULATIONS = ("tap_gather", "gather_mul", "mul_einsum", "taps")
+
+
+def _memory_mib() -> dict[str, int]:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) // 1024
+    return out
+
+
+def run_child(model: str, tile: int, threads: int) -> dict:
+    """In this process: open ``model``, run it three times on one tile."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from ada3d_qgis.engine.session import read_metadata
+
+    meta = read_metadata(Path(model))
+    so = ort.SessionOptions()
+    so.enable_cpu_mem_arena = False  # as the plugin runs it on CPU
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    n = tile // meta.ratio
+    feeds = {"ms": rng.standard_normal((1, meta.bands, n, n), np.float32),
+             "pan": rng.standard_normal((1, 1, n * meta.ratio, n * meta.ratio), np.float32),
+             "context": np.zeros((1, meta.context_size), np.float32),
+             "context_weight": np.zeros((1, 1), np.float32)}
+    resting = _memory_mib()["VmRSS"]
+    seconds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        sess.run(None, feeds)
+        seconds.append(time.perf_counter() - start)
+    return {"seconds": min(seconds), "peak_above_rest_mib": _memory_mib()["VmHWM"] - resting}
+
+
+def measure(model: Path, tile: int, threads: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.formulations", "--child", str(model),
+         "--tile", str(tile), "--threads", str(threads)],
+        capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--tile", type=int, default=320, help="PAN pixels")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--formulations", nargs="+", default=list(DEFAULT_FORMULATIONS))
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "formulations.md")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_child(args.child, args.tile, args.threads)))
+        return
+
+    from model_export import model as model_module
+    from model_export.export import export_checkpoint
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.formulations:
+            model_module.AdaptiveConv3d.formulation = name
+            path = Path(tmp) / f"{name}.onnx"
+            export_checkpoint(args.checkpoint, path, check=False)
+            rows.append({"formulation": name, **measure(path, args.tile, args.threads)})
+            print(f"{name:12s} {rows[-1]['seconds']:6.2f} s, peak "
+                  f"{rows[-1]['peak_above_rest_mib']:5d} MiB above rest", flush=True)
+    lines = [
+        "# Formulations of the adaptive convolution",
+        "",
+        f"Made by `python -m bench.formulations` ({args.checkpoint.name} of "
+        f"`{args.checkpoint.parent.name}`, one {args.tile}² PAN tile, {args.threads} "
+        "threads, CPU, memory arena off): best of three runs, and the peak resident "
+        "memory above the session's resting size.",
+        "",
+        "| formulation | seconds per tile | peak memory above rest (MiB) |",
+        "|---|---|---|",
+        *(f"| {r['formulation']} | {r['seconds']:.2f} | {r['peak_above_rest_mib']} |"
+          for r in rows),
+        "",
+    ]
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
