@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ada3d_qgis.core.metadata import ModelMetadata
 from ada3d_qgis.core.normalise import METHOD as NORMALISATION_METHOD
+from model_export.graph_passes import merge_chained_slices
 from model_export.model import Ada3D, Ada3DConfig, receptive_field_halo
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,9 @@ def export_onnx(model: Ada3D, out_path: str | Path, dynamo: bool = True) -> None
             dynamic_axes=dynamic_axes,
             opset_version=OPSET,
         )
+    proto = onnx.load(str(out_path))
+    if merge_chained_slices(proto):
+        onnx.save(proto, str(out_path))
 
 
 def write_metadata(onnx_path: str | Path, meta: ModelMetadata) -> None:

@@ -159,3 +159,19 @@ def test_default_tile_size_fits_the_memory_budget(cfg):
     assert export.tile_memory_mib(cfg, tile + step) > export.TILE_MEMORY_BUDGET_MIB
     # Room for the halo on both sides with a core left over.
     assert tile > 2 * receptive_field_halo(cfg)
+
+
+def test_no_slice_copies_a_window_only_another_slice_reads(exported):
+    # The shifted windows of the adaptive convolution are one Slice over rows
+    # and columns (model_export.graph_passes), not a row copy then a column copy.
+    proto = onnx.load(str(exported[0]))
+    producer = {out: n for n in proto.graph.node for out in n.output}
+    readers: dict[str, list] = {}
+    for n in proto.graph.node:
+        for name in n.input:
+            readers.setdefault(name, []).append(n.op_type)
+    slices = [n for n in proto.graph.node if n.op_type == "Slice"]
+    assert any(len(n.input) == 5 and producer.get(n.input[1]) is not None for n in slices)
+    chained = [n.name for n in slices if readers.get(n.output[0]) and
+               set(readers[n.output[0]]) == {"Slice"}]
+    assert chained == []
