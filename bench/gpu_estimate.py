@@ -59,6 +59,7 @@ class Gpu:
     fp16_tensor_flops: float
     bandwidth: float  # bytes/s
     pcie: float  # bytes/s, both directions together
+    memory: float  # bytes
     source: str
 
 
@@ -68,9 +69,10 @@ A100_PCIE_40GB = Gpu(
     fp16_tensor_flops=312e12,
     bandwidth=1555e9,
     pcie=64e9,
+    memory=40e9,
     source="NVIDIA A100 Tensor Core GPU datasheet, A100 40GB PCIe column: FP32 19.5 TFLOPS, "
     "FP16 Tensor Core 312 TFLOPS (dense; 624 is with sparsity), GPU memory bandwidth "
-    "1,555 GB/s, PCIe Gen4 64 GB/s",
+    "1,555 GB/s, PCIe Gen4 64 GB/s, GPU memory 40 GB",
 )
 
 #: Assumed shares of the datasheet rates that real kernels reach (not
@@ -218,16 +220,30 @@ def pixel_time(cost: GraphCost, gpu: Gpu, fp16: bool, fc: float, fm: float) -> P
     return PixelTime(compute, cost.bytes / (gpu.bandwidth * fm))
 
 
-def scene_tiles(pixels: int, tile: int, overlap: int, ratio: int) -> tuple[int, int]:
-    """(tile runs, PAN pixels processed) of the plugin on a square scene of
-    ``pixels`` PAN pixels, pass 1 included, from its own tile plan (windows of
-    at most ``tile`` px, balanced)."""
+@dataclass
+class ScenePlan:
+    tiles: int  # windows run, pass 1 included
+    processed: int  # PAN pixels processed (tiles x window area)
+    runs: int  # model runs, with the plugin's tiles per run on this GPU
+    per_run: int
+
+
+def scene_tiles(pixels: int, tile: int, overlap: int, ratio: int, model_tile: int,
+                batch_memory: float) -> ScenePlan:
+    """The plugin's plan on a square scene of ``pixels`` PAN pixels, pass 1
+    included: its own tile grid (windows of at most ``tile`` px, balanced) and
+    its tiles per run for a CUDA arena of ``batch_memory`` bytes."""
+    from ada3d_qgis.engine.session import tiles_per_run
     from ada3d_qgis.engine.tiling import context_tile_count, round_up, tile_grid
 
     side = round_up(math.isqrt(pixels), ratio)
     tiles = tile_grid(side, side, tile, overlap, ratio)
-    runs = len(tiles) + (context_tile_count(len(tiles)) if len(tiles) > 1 else 0)
-    return runs, runs * tiles[0].width * tiles[0].height
+    context = context_tile_count(len(tiles)) if len(tiles) > 1 else 0
+    w, h = tiles[0].width, tiles[0].height
+    per_run = tiles_per_run(int(batch_memory), model_tile, w, h)
+    runs = math.ceil(len(tiles) / per_run) + math.ceil(context / per_run)
+    n = len(tiles) + context
+    return ScenePlan(n, n * w * h, runs, per_run)
 
 
 def tile_memory_gib(meta: dict, tile: int) -> float:
@@ -374,18 +390,22 @@ def report_model(
 
     tiles = [meta["tile_size"], args.gpu_tile]
     overlap = meta["overlap"]
-    print("\n| scene (PAN px) | tile (px) | tile memory | tiles | float32 | float16 "
-          "| host<->device copies | launches |")
-    print("|---|---|---|---|---|---|---|---|")
+    from ada3d_qgis.engine.session import GPU_MEM_FRACTION, TILE_BUDGET_MIB
+
+    arena = GPU_MEM_FRACTION * gpu.memory
+    print("\n| scene (PAN px) | tile (px) | tile memory | tiles | tiles per run | float32 "
+          "| float16 | host<->device copies | launches |")
+    print("|---|---|---|---|---|---|---|---|---|")
     copy_px = copy_bytes_per_pixel(meta)
     for pixels in SCENES:
         for tile in tiles:
-            n, processed = scene_tiles(pixels, tile, overlap, meta["ratio"])
-            est = {k: processed * t.seconds for k, t in times.items()}
-            copies = processed * copy_px / (gpu.pcie / 2)
-            print(f"| {pixels:.0e} | {tile} | {tile_memory_gib(meta, tile):.1f} GiB | {n} | "
-                  f"{_fmt_s(est['float32'])} | {_fmt_s(est['float16'])} | {_fmt_s(copies)} | "
-                  f"{n * c32.kernels:.3g} |")
+            plan = scene_tiles(pixels, tile, overlap, meta["ratio"], meta["tile_size"], arena)
+            est = {k: plan.processed * t.seconds for k, t in times.items()}
+            copies = plan.processed * copy_px / (gpu.pcie / 2)
+            print(f"| {pixels:.0e} | {tile} | {tile_memory_gib(meta, tile):.1f} GiB | "
+                  f"{plan.tiles} | {plan.per_run} | {_fmt_s(est['float32'])} | "
+                  f"{_fmt_s(est['float16'])} | {_fmt_s(copies)} | "
+                  f"{plan.runs * c32.kernels:.3g} |")
     print(f"\nWindows of at most `tile` PAN px with {overlap} px overlap, shrunk as far as "
           f"their number allows, as the plugin plans them (the model's tile is "
           f"{meta['tile_size']} px, used unless TILE_SIZE is set); processed pixels = tiles x "
@@ -394,8 +414,12 @@ def report_model(
           f"provider (an indication for the GPU arena, not a GPU measurement). "
           f"Copies: {copy_px:.0f} bytes per "
           f"processed pixel at {gpu.pcie / 2e9:.0f} GB/s each way, on the compute stream "
-          f"(do_copy_in_default_stream), so they add to the estimate. Launches: kernels per "
-          f"tile x tiles; each microsecond of launch latency per kernel adds launches x 1 us.")
+          f"(do_copy_in_default_stream), so they add to the estimate. Tiles per run: what "
+          f"the plugin batches into one model run on this GPU (engine/session.py "
+          f"tiles_per_run: an arena of {GPU_MEM_FRACTION:.0%} of {gpu.memory / 1e9:.0f} GB, "
+          f"a window of the model's tile size counted at its {TILE_BUDGET_MIB} MiB budget, "
+          f"other windows by area). Launches: kernels per run x runs; each microsecond of "
+          f"launch latency per kernel adds launches x 1 us.")
     if args.parity and trained:
         par = landsat_parity(path, half, meta)
         print(f"\nfloat16 vs float32 on CPU, real Landsat 8 crop ({par['pan_px']} x "

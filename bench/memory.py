@@ -10,9 +10,10 @@ on its spread tiles, then written tiles until ``--tiles`` model runs (pass 1's
 included) are done, then it is cancelled as a user would. Every later tile
 repeats the same work on the same tile size, so the peak resident memory of
 the process (Linux ``ru_maxrss``, measured by bench/measure.py) is the window's
-working memory plus GDAL's block cache, which pipeline.py caps at 256 MiB for a
-run and which a scene this large has filled by then; bench/speed.py shows the
-peak rising towards that level on whole runs from 1024^2 to 4096^2.
+working memory plus GDAL's block cache. pipeline.py sizes that cache to the
+blocks one row of tiles touches (at this width the 256 MiB cap); the default
+``--tiles`` (16 for pass 1, then two rows of 71 tiles and a few more) runs
+long enough for the cache to fill and turn over.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def run_until(params: dict[str, str], tiles: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=20480, help="PAN size (multiple of 512)")
-    parser.add_argument("--tiles", type=int, default=32,
+    parser.add_argument("--tiles", type=int, default=160,
                         help="model runs (pass 1 included) before cancelling")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "memory.json")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)

@@ -16,7 +16,7 @@ The feedback object is duck-typed on QgsProcessingFeedback (``setProgress``,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -200,19 +200,53 @@ def fuse_tile(
     weight: float,
 ) -> FusedTile:
     """Read, normalise, run and crop one tile."""
+    return fuse_tiles(model, inputs, [tile], stats, context, weight)[0]
+
+
+def fuse_tiles(
+    model: ModelSession,
+    inputs: AlignedInputs,
+    tiles: Sequence[Tile],
+    stats: SceneStats,
+    context: np.ndarray | None,
+    weight: float,
+) -> list[FusedTile]:
+    """Read, normalise, run (in one batch: the tiles share one window shape)
+    and crop ``tiles``."""
     r = inputs.ratio
-    ms = inputs.read_ms(*tile.ms_window(r))
-    pan = inputs.read_pan(tile.x, tile.y, tile.width, tile.height)
-    ms_valid, pan_valid = np.isfinite(ms), np.isfinite(pan)
+    read = []
+    for tile in tiles:
+        ms = inputs.read_ms(*tile.ms_window(r))
+        pan = inputs.read_pan(tile.x, tile.y, tile.width, tile.height)
+        read.append((ms, pan, np.isfinite(ms), np.isfinite(pan)))
     # Gaps get the band mean (0 once normalised) so that they disturb their
     # neighbours as little as possible; they are masked again afterwards.
-    ms_n = np.where(ms_valid, normalise(ms, stats.ms), 0.0).astype(np.float32)
-    pan_n = np.where(pan_valid, normalise(pan[None], stats.pan)[0], 0.0).astype(np.float32)
-    fused, own = model.run(ms_n, pan_n, context, weight)
-    rows, cols = tile.core_slices
-    values = denormalise(fused[:, rows, cols], stats.ms)
-    valid = ms_valid.repeat(r, axis=1).repeat(r, axis=2)[:, rows, cols] & pan_valid[rows, cols]
-    return FusedTile(values, valid, own)
+    ms_n = np.stack([np.where(v, normalise(ms, stats.ms), 0.0) for ms, _, v, _ in read])
+    pan_n = np.stack([np.where(v, normalise(pan[None], stats.pan)[0], 0.0)
+                      for _, pan, _, v in read])
+    fused, own = model.run_batch(ms_n.astype(np.float32), pan_n.astype(np.float32),
+                                 context, weight)
+    out = []
+    for k, (tile, (_, _, ms_valid, pan_valid)) in enumerate(zip(tiles, read, strict=True)):
+        rows, cols = tile.core_slices
+        values = denormalise(fused[k][:, rows, cols], stats.ms)
+        valid = (ms_valid.repeat(r, axis=1).repeat(r, axis=2)[:, rows, cols]
+                 & pan_valid[rows, cols])
+        out.append(FusedTile(values, valid, None if own is None else own[k]))
+    return out
+
+
+def batches(tiles: Sequence[Tile], size: int) -> Iterator[list[Tile]]:
+    """``tiles`` in runs of ``size`` that share one window shape, in order."""
+    batch: list[Tile] = []
+    for tile in tiles:
+        if batch and (len(batch) == size or (tile.width, tile.height)
+                      != (batch[0].width, batch[0].height)):
+            yield batch
+            batch = []
+        batch.append(tile)
+    if batch:
+        yield batch
 
 
 def pooled_context(
@@ -222,13 +256,16 @@ def pooled_context(
     stats: SceneStats,
     feedback: Feedback,
     done: Callable[[], None] = lambda: None,
+    per_run: int = 1,
 ) -> np.ndarray:
-    """Pass 1: the mean of the own pooled context of the spread ``tiles`` (w = 0)."""
+    """Pass 1: the mean of the own pooled context of the spread ``tiles`` (w = 0),
+    ``per_run`` tiles per model run."""
     contexts = []
-    for tile in tiles:
+    for batch in batches(tiles, per_run):
         _check_cancel(feedback)
-        contexts.append(fuse_tile(model, inputs, tile, stats, None, 0.0).context)
-        done()
+        for fused in fuse_tiles(model, inputs, batch, stats, None, 0.0):
+            contexts.append(fused.context)
+            done()
     return np.mean(np.asarray(contexts, np.float64), axis=0).astype(np.float32)
 
 
@@ -383,6 +420,9 @@ def _run_aligned(
         )
     else:
         how = "this model has no pooled-context input: each tile uses its own statistics"
+    per_run = model.tiles_per_run(tiles[0].width, tiles[0].height)
+    if per_run > 1:
+        how += f"; {per_run} tiles per model run"
     feedback.pushInfo(
         f"Tiles: {len(tiles)} of {tiles[0].width} x {tiles[0].height} px (at most "
         f"{tile_size}) with {overlap} px overlap; {how}."
@@ -403,13 +443,17 @@ def _run_aligned(
     ) as writer, gdal_cache_limit(sweep_cache_bytes(inputs, tiles[0].height, writer)):
         context = None
         if two_pass:
-            context = pooled_context(model, inputs, context_tiles, stats, feedback, progress.tile)
+            context = pooled_context(
+                model, inputs, context_tiles, stats, feedback, progress.tile, per_run
+            )
         weight = 1.0 if context is not None else 0.0
-        for tile in tiles:
+        for batch in batches(tiles, per_run):
             _check_cancel(feedback)
-            fused = fuse_tile(model, inputs, tile, stats, context, weight)
-            _write_tile(writer, tile, fused, gdal_type, nodata)
-            progress.tile()
+            for tile, fused in zip(
+                batch, fuse_tiles(model, inputs, batch, stats, context, weight), strict=True
+            ):
+                _write_tile(writer, tile, fused, gdal_type, nodata)
+                progress.tile()
         _check_cancel(feedback)
         output = writer.commit()
     seconds = time.monotonic() - start

@@ -40,6 +40,14 @@ GPU_MEM_LIMIT_ENV = "ADA3D_GPU_MEM_LIMIT_MIB"
 GPU_MEM_FRACTION = 0.75
 #: Arena limit when the GPU's memory cannot be read (MiB): fits a 6 GB card.
 DEFAULT_GPU_MEM_LIMIT_MIB = 4096
+#: Memory one tile of the metadata's tile size may take (MiB): the budget
+#: export.py sizes that tile for; a window of another size scales with its
+#: area. A CUDA session runs as many tiles at once as its arena limit holds,
+#: up to MAX_TILES_PER_RUN: a 320 x 320 tile of the shipped model is about
+#: 15 G multiply-adds, a few milliseconds on a data-centre GPU, where
+#: launching its ~1000 kernels one tile at a time would cost as much again.
+TILE_BUDGET_MIB = 900
+MAX_TILES_PER_RUN = 8
 
 
 def import_onnxruntime():
@@ -241,6 +249,16 @@ def gpu_mem_limit() -> tuple[int, str]:
     )
 
 
+def tiles_per_run(batch_memory: int, model_tile: int, width: int, height: int) -> int:
+    """Windows of ``width`` x ``height`` PAN px that fit ``batch_memory``
+    bytes, a window of the model's tile size taking :data:`TILE_BUDGET_MIB`
+    (within 1 and :data:`MAX_TILES_PER_RUN`; 1 when ``batch_memory`` is 0)."""
+    if batch_memory <= 0:
+        return 1
+    per_tile = TILE_BUDGET_MIB * 2**20 * (width * height) / (model_tile * model_tile)
+    return int(max(1, min(MAX_TILES_PER_RUN, batch_memory // per_tile)))
+
+
 def cuda_provider_options(mem_limit: int) -> dict[str, object]:
     """Options of onnxruntime's CUDA execution provider (names and values as
     documented for the Python API; onnxruntime turns each value into text)."""
@@ -312,10 +330,18 @@ class ModelSession:
     #: Where tile inputs and outputs are bound ("cuda"), or None for a plain
     #: ``session.run`` (CPU: binding would wrap the same host arrays).
     io_device: str | None = None
+    #: Bytes a batch of tiles may take (the CUDA arena limit); 0: one tile
+    #: per run, as on a CPU, where the model is memory-bound and a batch of N
+    #: takes N times the memory for no gain.
+    batch_memory: int = 0
 
     @property
     def provider(self) -> str:
         return self.session.get_providers()[0]
+
+    def tiles_per_run(self, width: int, height: int) -> int:
+        """Windows of ``width`` x ``height`` PAN px to run at once."""
+        return tiles_per_run(self.batch_memory, self.metadata.tile_size, width, height)
 
     @property
     def has_context(self) -> bool:
@@ -334,16 +360,32 @@ class ModelSession:
         ``context`` (K,) is blended in with ``weight`` (0: the tile's own pooled
         statistics). Returns the fused (L, rh, rw) and the tile's own context (K,).
         """
-        feeds = {"ms": ms[None].astype(np.float32), "pan": pan[None, None].astype(np.float32)}
+        fused, own = self.run_batch(ms[None], pan[None], context, weight)
+        return fused[0], None if own is None else own[0]
+
+    def run_batch(
+        self,
+        ms: np.ndarray,
+        pan: np.ndarray,
+        context: np.ndarray | None = None,
+        weight: float = 0.0,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Fuse N tiles of one shape in one run: ``ms`` (N, L, h, w), ``pan``
+        (N, rh, rw); the same ``context`` and ``weight`` for all. Returns the
+        fused (N, L, rh, rw) and each tile's own context (N, K). The model
+        pools per tile, so each result equals that tile's run alone."""
+        n = ms.shape[0]
+        feeds = {"ms": ms.astype(np.float32, copy=False),
+                 "pan": pan[:, None].astype(np.float32, copy=False)}
         if not self.has_context:
             (fused,) = self._run([OUTPUTS[0]], feeds)[:1]
-            return fused[0], None
+            return fused, None
         k = self.metadata.context_size
         ctx = np.zeros(k, np.float32) if context is None else context.astype(np.float32)
-        feeds["context"] = ctx.reshape(1, k)
-        feeds["context_weight"] = np.full((1, 1), weight, np.float32)
+        feeds["context"] = np.broadcast_to(ctx.reshape(1, k), (n, k)).copy()
+        feeds["context_weight"] = np.full((n, 1), weight, np.float32)
         fused, own = self._run(list(OUTPUTS), feeds)
-        return fused[0], own[0]
+        return fused, own
 
     def _run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         if self.io_device is None:
@@ -382,7 +424,9 @@ def open_session(path: Path, device: str = "auto") -> ModelSession:
             session, problem = _open_cuda(ort, path, limit)
             if session is not None:
                 note = f"CUDA, memory arena limit {source}"
-                return ModelSession(path, session, metadata_of(session, path), note, "cuda")
+                return ModelSession(
+                    path, session, metadata_of(session, path), note, "cuda", limit
+                )
         if device == "cuda":
             raise Ada3DError(
                 f"DEVICE is CUDA, but CUDA cannot run here: {problem}. Choose Auto or CPU, "

@@ -7,8 +7,10 @@ from tiny_models import bilinear_up
 
 from ada3d_qgis.engine import Ada3DError, Cancelled, pipeline
 from ada3d_qgis.engine import raster_io as rio
+from ada3d_qgis.engine import session as ses
 from ada3d_qgis.engine.pipeline import (
     RunOptions,
+    batches,
     fuse_tile,
     pooled_context,
     run,
@@ -148,3 +150,40 @@ def test_wrong_band_count_is_refused_before_any_work(tmp_path, small, tiny_model
         run(RunOptions(str(pan), str(ms), str(tmp_path / "x.tif"), ms_bands=[1, 2],
                        model=str(tiny_model)), Quiet())
     assert os.listdir(tmp_path) == []
+
+
+def test_batches_keep_order_size_and_one_window_shape():
+    from ada3d_qgis.engine.tiling import Tile
+
+    tiles = tile_grid(96, 96, 48, 12, 2)
+    assert len({(t.width, t.height) for t in tiles}) == 1
+    runs = list(batches(tiles, 4))
+    assert [len(b) for b in runs] == [4, 4, 1] and [t for b in runs for t in b] == tiles
+    odd = Tile(99, 0, 0, 10, 10, 0, 0, 10, 10)
+    runs = list(batches([*tiles[:2], odd, tiles[2]], 4))
+    assert [len(b) for b in runs] == [2, 1, 1]
+
+
+def test_a_run_in_batches_of_tiles_writes_the_same_file(tmp_path, small, random_model,
+                                                       monkeypatch):
+    pan, ms = small
+    opts = dict(model=str(random_model), device="cpu", tile_size=48, overlap=12)
+    run(RunOptions(str(pan), str(ms), str(tmp_path / "one.tif"), **opts), Quiet())
+    real_open = pipeline.open_session
+
+    def batched(path, device):
+        model = real_open(path, device)
+        per_tile = ses.TILE_BUDGET_MIB * 2**20 * 48 * 48 / model.metadata.tile_size**2
+        model.batch_memory = int(4.5 * per_tile)  # four 48 x 48 windows fit
+        return model
+
+    monkeypatch.setattr(pipeline, "open_session", batched)
+    fb = Quiet()
+    result = run(RunOptions(str(pan), str(ms), str(tmp_path / "four.tif"), **opts), fb)
+    assert result.tiles == 9 and fb.progress[-1] == pytest.approx(100)
+    assert any(line.startswith("Tiles: 9 of 48 x 48") and "; 4 tiles per model run" in line
+               for line in fb.log)
+    one = gdal.Open(str(tmp_path / "one.tif")).ReadAsArray().astype(np.int64)
+    four = gdal.Open(str(tmp_path / "four.tif")).ReadAsArray().astype(np.int64)
+    assert one.std() > 10  # a generic network: tiles differ
+    assert np.abs(one - four).max() <= 1

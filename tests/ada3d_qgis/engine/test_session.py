@@ -304,3 +304,34 @@ def test_a_cuda_session_binds_tiles_on_the_gpu(tiny_model, monkeypatch):
     model = ses.open_session(tiny_model, "cuda")
     assert model.io_device == "cuda" and seen["limit"] == 2048 * 2**20
     assert model.device_note == f"CUDA, memory arena limit 2048 MiB from {ses.GPU_MEM_LIMIT_ENV}"
+    # Tiles of the metadata's size take at most TILE_BUDGET_MIB each: two fit.
+    tile = model.metadata.tile_size
+    assert model.tiles_per_run(tile, tile) == 2048 // ses.TILE_BUDGET_MIB == 2
+
+
+def test_tiles_per_run_scale_with_the_window_within_bounds(tiny_model):
+    model = ses.open_session(tiny_model, "cpu")
+    tile = model.metadata.tile_size
+    assert model.tiles_per_run(tile, tile) == 1  # CPU: one tile per run
+    model.batch_memory = 4 * ses.TILE_BUDGET_MIB * 2**20
+    assert model.tiles_per_run(tile, tile) == 4
+    assert model.tiles_per_run(tile // 2, tile // 2) == ses.MAX_TILES_PER_RUN
+    assert model.tiles_per_run(2 * tile, 2 * tile) == 1
+    assert model.tiles_per_run(4 * tile, 4 * tile) == 1  # never none
+
+
+def test_a_batch_of_tiles_equals_each_tile_alone(random_model):
+    model = ses.open_session(random_model, "cpu")
+    rng = np.random.default_rng(5)
+    ms = rng.standard_normal((3, 4, 10, 12)).astype(np.float32)
+    pan = rng.standard_normal((3, 20, 24)).astype(np.float32)
+    context = rng.standard_normal(model.metadata.context_size).astype(np.float32)
+    for weight in (0.0, 1.0):
+        fused, own = model.run_batch(ms, pan, context, weight)
+        assert fused.shape == (3, 4, 20, 24) and own.shape == (3, model.metadata.context_size)
+        for k in range(3):
+            alone, alone_own = model.run(ms[k], pan[k], context, weight)
+            np.testing.assert_allclose(fused[k], alone, rtol=0, atol=1e-5)
+            np.testing.assert_allclose(own[k], alone_own, rtol=0, atol=1e-5)
+        # The tiles differ, so a mix-up between them would show.
+        assert np.abs(fused[0] - fused[1]).max() > 0.1
