@@ -3,8 +3,9 @@
 ``python -m bench.formulations [--checkpoint runs/r2/best.pt] [--tile 320]``
 exports the checkpoint once per formulation (model_export.adaptive_conv.FORMULATIONS;
 same weights, same values) and runs each model on a random normalised tile in a
-process of its own: the best time of three runs and the peak resident memory
-above the session's resting size (Linux VmHWM - VmRSS before the first run).
+process of its own, the formulations in turn for ``--rounds`` rounds: the best
+time and the peak resident memory above the session's resting size (Linux
+VmHWM - VmRSS before the first run).
 Prints a table and writes it to docs/formulations.md. Time it on an idle machine.
 """
 
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--tile", type=int, default=320, help="PAN pixels")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--formulations", nargs="+", default=list(DEFAULT_FORMULATIONS))
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "formulations.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -82,25 +84,32 @@ def main() -> None:
         print(json.dumps(run_child(args.child, args.tile, args.threads)))
         return
 
-    from model_export import model as model_module
     from model_export.export import export_checkpoint
 
-    rows = []
+    runs: dict[str, list[dict]] = {name: [] for name in args.formulations}
     with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
         for name in args.formulations:
-            model_module.AdaptiveConv3d.formulation = name
-            path = Path(tmp) / f"{name}.onnx"
-            export_checkpoint(args.checkpoint, path, check=False)
-            rows.append({"formulation": name, **measure(path, args.tile, args.threads)})
-            print(f"{name:12s} {rows[-1]['seconds']:6.2f} s, peak "
-                  f"{rows[-1]['peak_above_rest_mib']:5d} MiB above rest", flush=True)
+            paths[name] = Path(tmp) / f"{name}.onnx"
+            export_checkpoint(args.checkpoint, paths[name], check=False, formulation=name)
+        # Round robin, so that a drift of the machine's speed during the
+        # benchmark touches every formulation alike.
+        for _ in range(args.rounds):
+            for name, path in paths.items():
+                runs[name].append(measure(path, args.tile, args.threads))
+                print(f"{name:12s} {runs[name][-1]['seconds']:6.2f} s, peak "
+                      f"{runs[name][-1]['peak_above_rest_mib']:5d} MiB above rest", flush=True)
+    rows = [{"formulation": name, "seconds": min(r["seconds"] for r in rs),
+             "peak_above_rest_mib": max(r["peak_above_rest_mib"] for r in rs)}
+            for name, rs in runs.items()]
     lines = [
         "# Formulations of the adaptive convolution",
         "",
         f"Made by `python -m bench.formulations` ({args.checkpoint.name} of "
         f"`{args.checkpoint.parent.name}`, one {args.tile}² PAN tile, {args.threads} "
-        "threads, CPU, memory arena off): best of three runs, and the peak resident "
-        "memory above the session's resting size.",
+        f"threads, CPU, memory arena off): the best of {args.rounds} processes per "
+        "formulation, taken in turn, each timing three runs; the peak resident memory "
+        "above the session's resting size (the largest of them).",
         "",
         "| formulation | seconds per tile | peak memory above rest (MiB) |",
         "|---|---|---|",

@@ -36,8 +36,9 @@ from torch import Tensor, nn
 
 from ada3d_qgis.core.metadata import ModelMetadata
 from ada3d_qgis.core.normalise import METHOD as NORMALISATION_METHOD
+from model_export.adaptive_conv import DEFAULT_FORMULATION, FORMULATIONS
 from model_export.graph_passes import merge_chained_slices
-from model_export.model import Ada3D, Ada3DConfig, receptive_field_halo
+from model_export.model import Ada3D, Ada3DConfig, AdaptiveConv3d, receptive_field_halo
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +247,11 @@ def tile_memory_mib(cfg: Ada3DConfig, tile_size: int) -> float:
     pattern off (``enable_mem_pattern = False``). With both on (onnxruntime's
     defaults) repeated runs take about 1.8 times as much (1436 MiB) for no
     speed gain.
+
+    Calibrated with the earlier "gather_mul" formulation; the tap-by-tap one
+    exported now takes less (``python -m bench.formulations``), so this errs
+    high and the default tile stays what it was (320 px for the shipped
+    configuration). Recalibrating would enlarge the default tile.
     """
     per_pixel = 100 * cfg.channels * cfg.bands + 20 * cfg.spatial_channels  # bytes
     return 110 + tile_size * tile_size * per_pixel / 2**20
@@ -307,14 +313,22 @@ def export_checkpoint(
     description: str = "",
     check: bool = True,
     dynamo: bool = True,
+    formulation: str = DEFAULT_FORMULATION,
 ) -> ModelMetadata:
     """Export ``checkpoint_path`` to ``out_path`` with metadata, checked.
 
     ``check=False`` skips the onnxruntime parity run (the checker still runs).
+    ``formulation`` is how the adaptive convolution is written in the graph
+    (adaptive_conv.FORMULATIONS; the same values, different ops and memory).
     On any failure the output file is removed and the exception propagates.
     """
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
     out_path = Path(out_path)
     model, ckpt = load_checkpoint(checkpoint_path)
+    for module in model.modules():
+        if isinstance(module, AdaptiveConv3d):
+            module.formulation = formulation
     meta = build_metadata(model, ckpt, name or out_path.stem, tile_size, overlap, description)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".part")
@@ -349,6 +363,13 @@ def main(argv: list[str] | None = None) -> int:
         "--legacy", action="store_true", help="use the TorchScript exporter instead of dynamo"
     )
     parser.add_argument(
+        "--formulation",
+        choices=FORMULATIONS,
+        default=DEFAULT_FORMULATION,
+        help="how the adaptive convolution is written (same values): tap_gather needs the "
+        "least memory (CPU); gather_mul moves fewer bytes in fewer kernels (see docs/gpu.md)",
+    )
+    parser.add_argument(
         "--fp16",
         action="store_true",
         help="also write a float16 copy for GPUs (NAME_fp16.onnx beside --out; "
@@ -365,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             overlap=args.overlap,
             description=args.description,
             dynamo=not args.legacy,
+            formulation=args.formulation,
         )
     except (ExportError, ValueError, onnx.checker.ValidationError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)

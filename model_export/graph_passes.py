@@ -19,12 +19,21 @@ from onnx import helper, numpy_helper
 
 def merge_chained_slices(model: onnx.ModelProto) -> int:
     """Fuse every Slice whose output only Slices over other axes read into
-    those readers; returns the number of Slices removed.
+    those readers, repeatedly (a chain of three becomes one); returns the
+    number of Slices removed.
 
     Only Slices with explicit axes and steps given as initialisers are merged
     (so that the axes are known to be disjoint); their starts and ends may be
     computed at run time: they are joined with Concat.
     """
+    total = 0
+    while removed := _merge_once(model):
+        total += removed
+    return total
+
+
+def _merge_once(model: onnx.ModelProto) -> int:
+    """One pass of ``merge_chained_slices`` over pairs that do not overlap."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     consumers = Counter(name for node in graph.node for name in node.input)
@@ -51,7 +60,8 @@ def merge_chained_slices(model: onnx.ModelProto) -> int:
     replacements: dict[str, list[onnx.NodeProto]] = {}
     new_inits: list[onnx.TensorProto] = []
     for first in graph.node:
-        if not mergeable(first):
+        # A Slice being rewritten in this pass waits for the next one.
+        if not mergeable(first) or first.name in replacements:
             continue
         out = first.output[0]
         seconds = readers.get(out, [])

@@ -175,3 +175,18 @@ def test_no_slice_copies_a_window_only_another_slice_reads(exported):
     chained = [n.name for n in slices if readers.get(n.output[0]) and
                set(readers[n.output[0]]) == {"Slice"}]
     assert chained == []
+
+
+def test_formulation_option_exports_the_same_model_with_other_ops(exported, tmp_path):
+    path = exported[0]
+    ckpt = path.with_name("tiny.pt")
+    out = tmp_path / "gather_mul.onnx"
+    # The export's own parity check against PyTorch runs on this file too.
+    assert export.main(["--checkpoint", str(ckpt), "--out", str(out),
+                        "--formulation", "gather_mul"]) == 0
+    gathers = [sum(n.op_type == "Gather" for n in onnx.load(str(p)).graph.node)
+               for p in (path, out)]
+    # Tap by tap: one Gather per tap; gather_mul: one per three taps.
+    assert gathers[0] > gathers[1] > 0
+    with pytest.raises(ValueError, match="formulation must be one of"):
+        export.export_checkpoint(ckpt, tmp_path / "x.onnx", formulation="fused")

@@ -63,3 +63,24 @@ def test_a_slice_another_op_also_reads_is_kept():
     model = _graph([(0, 8)], extra_reader=True)
     assert merge_chained_slices(model) == 0
     assert sum(n.op_type == "Slice" for n in model.graph.node) == 2
+
+
+def test_a_chain_of_three_slices_becomes_one():
+    ints = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    inits = [ints("one", [1])]
+    nodes, data = [], "x"
+    for axis, (a, b) in enumerate([(1, 3), (2, 8), (0, 7)], start=1):
+        inits += [ints(f"s{axis}", [a]), ints(f"e{axis}", [b]), ints(f"a{axis}", [axis])]
+        nodes.append(helper.make_node(
+            "Slice", [data, f"s{axis}", f"e{axis}", f"a{axis}", "one"], [f"t{axis}"],
+            name=f"slice{axis}"))
+        data = f"t{axis}"
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 9, 10])],
+        [helper.make_tensor_value_info("t3", TensorProto.FLOAT, list("abcd"))], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    x = np.random.default_rng(1).standard_normal((2, 3, 9, 10)).astype(np.float32)
+    assert merge_chained_slices(model) == 2
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node].count("Slice") == 1
+    np.testing.assert_array_equal(_run(model, x)[0], x[:, 1:3, 2:8, 0:7])
