@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -63,8 +64,8 @@ def tiled_vrt(src: Path, out: Path, reps: int) -> Path:
 
 
 def run_until(params: dict[str, str], tiles: int) -> None:
-    """In the measured process: run the algorithm, cancel after ``tiles`` model
-    runs (the "Tile k/n" lines, which count pass 1 too)."""
+    """In the measured process: run the algorithm, cancel once the log reports
+    ``tiles`` model runs done (its "Tile k/n" count includes pass 1)."""
     from bench.qgis_app import start_qgis
 
     app = start_qgis()  # noqa: F841 - QGIS must outlive processing.run
@@ -79,7 +80,10 @@ def run_until(params: dict[str, str], tiles: int) -> None:
         def pushInfo(self, info: str) -> None:
             self.log.append(info)
             print(info, flush=True)
-            if sum(line.startswith("Tile ") for line in self.log) >= tiles:
+            # "Tile k/n; about ... left." comes every few seconds, not every
+            # tile: cancel at the first one that reports k >= tiles.
+            match = re.match(r"Tile (\d+)/\d+", info)
+            if match and int(match.group(1)) >= tiles:
                 self.cancel()
 
     fb = Feedback()
@@ -113,12 +117,13 @@ def main() -> None:
                f"PANCHROMATIC={pan}", f"SPECTRAL={ms}", f"OUTPUT={out}"]
         m = measure(cmd, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
     log = m.output.strip().splitlines()
-    report = {"pan_size": reps * 512, "tile_runs": args.tiles,
+    done = [int(x.group(1)) for line in log if (x := re.match(r"Tile (\d+)/\d+", line))]
+    report = {"pan_size": reps * 512, "tile_runs": max(done, default=0),
               "seconds": m.seconds, "peak_rss_mib": m.peak_rss_mib,
               "log": [line for line in log if not line.startswith("Tile ")][-12:]}
     print("\n".join(report["log"]))
-    print(f"PAN {reps * 512}^2: peak RSS {m.peak_rss_mib:.0f} MiB after {args.tiles} tile runs "
-          f"of the model, pass 1 included ({m.seconds:.0f} s)")
+    print(f"PAN {reps * 512}^2: peak RSS {m.peak_rss_mib:.0f} MiB after {report['tile_runs']} "
+          f"tile runs of the model, pass 1 included ({m.seconds:.0f} s)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
 

@@ -31,15 +31,16 @@ itself), and every elementwise op over it is a pass through main memory. So:
   vanish.
 
 The exported graph is Conv + Slice + Gather + Mul + Add, which onnxruntime
-runs without custom ops. Measured in onnxruntime (2 cores, the shipped
-16-channel, 2-block ratio-2 model), the shipped tap-by-tap "tap_gather" runs
-a 320 x 320 PAN tile as fast as "gather_mul" (one Gather of all three
-neighbours per group, a (B, C, L, 3, H, W) stack, then ReduceSum: 3.02 s
-against 2.98 s) with 39 % less peak memory (392 MiB above the session's
-resting size against 642 MiB; 302 against 459 at 278 x 278). "mul_einsum"
-(Einsum as a batched MatMul) runs within 10 % of "gather_mul", while one
-three-operand Einsum per group ("einsum") is about 9 times slower:
-onnxruntime splits it into tiny matrix products.
+runs without custom ops. `python -m bench.formulations` (docs/formulations.md)
+measures the formulations on a 320 x 320 PAN tile of the shipped ratio-2
+model: the shipped tap-by-tap "tap_gather" runs as fast as "gather_mul" (one
+Gather of all three neighbours per group, a (B, C, L, 3, H, W) stack, then
+ReduceSum: 2.91 s against 2.88 s) with 44 % less peak memory (363 MiB above
+the session's resting size against 651). "mul_einsum" (Einsum as a batched
+MatMul) is slower and far larger; one three-operand Einsum per group
+("einsum") is about 9 times slower: onnxruntime splits it into tiny matrix
+products. "taps" (slices only) is as lean and was the fastest there, but it
+has no Gather, which the export constraint asks for.
 """
 
 from __future__ import annotations
