@@ -191,18 +191,6 @@ class FusedTile:
     context: np.ndarray | None
 
 
-def fuse_tile(
-    model: ModelSession,
-    inputs: AlignedInputs,
-    tile: Tile,
-    stats: SceneStats,
-    context: np.ndarray | None,
-    weight: float,
-) -> FusedTile:
-    """Read, normalise, run and crop one tile."""
-    return fuse_tiles(model, inputs, [tile], stats, context, weight)[0]
-
-
 def fuse_tiles(
     model: ModelSession,
     inputs: AlignedInputs,

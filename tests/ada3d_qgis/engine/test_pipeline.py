@@ -11,7 +11,7 @@ from ada3d_qgis.engine import session as ses
 from ada3d_qgis.engine.pipeline import (
     RunOptions,
     batches,
-    fuse_tile,
+    fuse_tiles,
     pooled_context,
     run,
     scene_statistics,
@@ -62,7 +62,7 @@ def _assemble(model, inputs, tiles, stats, context, weight):
     g = inputs.grid
     out = np.full((4, g.height, g.width), np.nan)
     for t in tiles:
-        fused = fuse_tile(model, inputs, t, stats, context, weight)
+        (fused,) = fuse_tiles(model, inputs, [t], stats, context, weight)
         out[:, t.core_y : t.core_y + t.core_height, t.core_x : t.core_x + t.core_width] = (
             fused.values
         )
