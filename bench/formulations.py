@@ -37,22 +37,14 @@ def _memory_mib() -> dict[str, int]:
 
 def run_child(model: str, tile: int, threads: int) -> dict:
     """In this process: open ``model``, run it three times on one tile."""
-    import numpy as np
     import onnxruntime as ort
 
     from ada3d_qgis.engine.session import read_metadata
+    from bench.speed import cpu_session_options, random_tile_feeds
 
-    meta = read_metadata(Path(model))
-    so = ort.SessionOptions()
-    so.enable_cpu_mem_arena = False  # as the plugin runs it on CPU
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    n = tile // meta.ratio
-    feeds = {"ms": rng.standard_normal((1, meta.bands, n, n), np.float32),
-             "pan": rng.standard_normal((1, 1, n * meta.ratio, n * meta.ratio), np.float32),
-             "context": np.zeros((1, meta.context_size), np.float32),
-             "context_weight": np.zeros((1, 1), np.float32)}
+    sess = ort.InferenceSession(model, cpu_session_options(threads),
+                                providers=["CPUExecutionProvider"])
+    feeds = random_tile_feeds(read_metadata(Path(model)), tile)
     resting = _memory_mib()["VmRSS"]
     seconds = []
     for _ in range(3):

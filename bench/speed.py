@@ -151,10 +151,8 @@ def model_only(model: Path, checkpoint: Path, tile: int, tiles: int, threads: in
     ctx = np.zeros((1, cfg.context_size), np.float32)
     w0 = np.zeros((1, 1), np.float32)
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.enable_cpu_mem_arena = False
-    sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(model), cpu_session_options(threads),
+                                providers=["CPUExecutionProvider"])
     feeds = [{"ms": a, "pan": b, "context": ctx, "context_weight": w0} for a, b in batches]
     sess.run(None, feeds[0])
     ort_s = min(_timed(lambda: [sess.run(None, f) for f in feeds]) for _ in range(2))
@@ -176,6 +174,28 @@ OP_GROUPS = {
 }
 
 
+def cpu_session_options(threads: int):
+    """onnxruntime options as the plugin's CPU session has them (memory arena
+    off), on ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.enable_cpu_mem_arena = False
+    return so
+
+
+def random_tile_feeds(meta, tile: int) -> dict[str, np.ndarray]:
+    """Random normalised inputs of one ``tile`` x ``tile`` PAN tile (a multiple
+    of the ratio) for the model described by ``meta``, context weight 0."""
+    rng = np.random.default_rng(0)
+    n = tile // meta.ratio
+    return {"ms": rng.standard_normal((1, meta.bands, n, n), np.float32),
+            "pan": rng.standard_normal((1, 1, n * meta.ratio, n * meta.ratio), np.float32),
+            "context": np.zeros((1, meta.context_size), np.float32),
+            "context_weight": np.zeros((1, 1), np.float32)}
+
+
 def op_profile(model: Path, tile: int, threads: int) -> dict[str, float]:
     """Share of one tile's kernel time per op group (onnxruntime's profiler),
     on random normalised inputs of the tile size (the time does not depend on
@@ -184,19 +204,11 @@ def op_profile(model: Path, tile: int, threads: int) -> dict[str, float]:
 
     from ada3d_qgis.engine.session import read_metadata
 
-    meta = read_metadata(model)
-    r, k = meta.ratio, meta.context_size
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.enable_cpu_mem_arena = False
+    so = cpu_session_options(threads)
     so.enable_profiling = True
     so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "ada3d_profile")
     sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    feeds = {"ms": rng.standard_normal((1, meta.bands, tile // r, tile // r), np.float32),
-             "pan": rng.standard_normal((1, 1, tile, tile), np.float32),
-             "context": np.zeros((1, k), np.float32),
-             "context_weight": np.zeros((1, 1), np.float32)}
+    feeds = random_tile_feeds(read_metadata(model), tile)
     sess.run(None, feeds)
     sess.run(None, feeds)
     trace = Path(sess.end_profiling())
