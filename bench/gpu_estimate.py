@@ -85,6 +85,9 @@ MEMORY_FRACTION = 0.6
 COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum"}
 VIEW_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
 SHAPE_OPS = {"Shape", "Size", "Constant", "ConstantOfShape"}
+#: Ops that copy part of their first input: they read what they write, not
+#: the whole input (a shifted window of the padded feature, three of its bands).
+CROP_OPS = {"Slice", "Gather"}
 _ELEMENT_BYTES = {
     onnx.TensorProto.FLOAT: 4,
     onnx.TensorProto.FLOAT16: 2,
@@ -181,6 +184,8 @@ def traffic(model_path: Path, dims: dict[str, list[int]]) -> tuple[float, float,
         if node.op_type in COMPUTE_OPS:
             # Weights are a few hundred kB per tile: only activations count.
             compute_io += nbytes(node.input, initialisers) + nbytes(node.output)
+        elif node.op_type in CROP_OPS:
+            elementwise += 2 * nbytes(node.output)
         else:
             elementwise += nbytes(node.input) + nbytes(node.output)
     return elementwise, compute_io, kernels
@@ -289,7 +294,7 @@ def paper_model(folder: Path) -> tuple[Path, dict]:
         "bands": cfg.bands,
         "ratio": cfg.ratio,
         "context_size": cfg.context_size,
-        "tile_size": default_tile_size(cfg),
+        "tile_size": default_tile_size(cfg, halo),
         "overlap": halo,
     }
     return path, meta

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
-from bench import graph_cost
+from bench import graph_cost, roofline
 from bench.measure import measure
 
 REPO = Path(__file__).resolve().parents[1]
@@ -319,6 +319,14 @@ def main() -> None:
           f"(x{mo['speedup']:.2f}); {mo['macs_per_s'] / 1e9:.2f} GMAC/s = "
           f"{100 * mo['share_of_peak']:.1f} % of the matrix-multiply peak", flush=True)
 
+    bandwidth = roofline.elementwise_bandwidth(args.threads)
+    graph = roofline.graph_traffic(args.model, meta)
+    roof = {"elementwise_bandwidth": bandwidth, **graph,
+            **roofline.ceiling(graph, bandwidth, peak)}
+    print(f"onnxruntime Mul chain: {bandwidth / 1e9:.1f} GB/s; the graph's elementwise ops "
+          f"move {graph['elementwise_bytes'] / 1e3:.1f} kB per PAN pixel: at most "
+          f"{100 * roof['share_of_peak']:.1f} % of the matrix-multiply peak", flush=True)
+
     profile = op_profile(args.model, tile, args.threads)
     print("share of one tile's kernel time: " + ", ".join(
         f"{k} {100 * v:.1f} %" for k, v in profile.items() if k != "top ops"), flush=True)
@@ -341,7 +349,7 @@ def main() -> None:
 
     report = {"threads": args.threads, "matmul_macs_per_s": peak, "model": args.model.name,
               "macs_per_pan_pixel": macs_per_px, "graph_cost_64": cost, "model_only": mo,
-              "op_profile": profile, "end_to_end": rows,
+              "op_profile": profile, "roofline": roof, "end_to_end": rows,
               "tile_size": meta.tile_size, "overlap": meta.overlap, "ratio": meta.ratio}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps(report, indent=1, default=str))
@@ -400,6 +408,8 @@ def write_report(report: dict, out: Path) -> None:
         + ". Largest op types: "
         + ", ".join(f"{op} {100 * v:.1f} %" for op, v in profile["top ops"].items()) + ".\n"
     )
+    if "roofline" in report:
+        text += roofline_paragraph(report["roofline"], mo, peak)
     pairs = [(a, b) for a, b in itertools.pairwise(sizes) if a >= 1024]
     if 1024 in sizes and sizes[-1] > 2048:
         pairs.append((1024, sizes[-1]))
@@ -416,6 +426,26 @@ def write_report(report: dict, out: Path) -> None:
         text += "\n![time and peak RSS against PAN pixels](speed.png)\n"
     (out / "speed.md").write_text(text)
     print("\n" + text)
+
+
+def roofline_paragraph(roof: dict, mo: dict, peak: float) -> str:
+    """What the graph's memory traffic allows (bench/roofline.py)."""
+    achieved = roof["elementwise_bytes"] * mo["tile"] ** 2 * mo["tiles"] / mo["onnxruntime_s"]
+    return (
+        f"\nCeiling (bench/roofline.py): onnxruntime's Mul streams "
+        f"{roof['elementwise_bandwidth'] / 1e9:.1f} GB/s here (a chain of Muls on 16 MiB "
+        f"tensors). The graph's elementwise and indexing ops read and write "
+        f"{roof['elementwise_bytes'] / 1e3:.1f} kB per PAN pixel for "
+        f"{roof['dense_macs'] / 1e3:.1f} k dense multiply-adds (Conv, MatMul). Even with "
+        f"every dense op at the matrix-multiply peak and every other op at that bandwidth, "
+        f"a pixel takes {1e6 * roof['seconds_per_pixel']:.2f} µs: at most "
+        f"{roof['macs_per_s'] / 1e9:.2f} GMAC/s, {100 * roof['share_of_peak']:.1f} % of "
+        f"the peak. For {100 * roof['target']:.0f} % these multiply-adds would have to come "
+        f"with at most {roof['elementwise_bytes_for_target'] / 1e3:.1f} kB of elementwise "
+        f"traffic per pixel. The model itself runs its elementwise ops at an effective "
+        f"{achieved / 1e9:.1f} GB/s or more (graph bytes "
+        f"over the whole time: tensors of a tile partly stay in the cache).\n"
+    )
 
 
 def _seconds(value: float | None) -> str:

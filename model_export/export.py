@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ada3d_qgis.core.metadata import ModelMetadata
 from ada3d_qgis.core.normalise import METHOD as NORMALISATION_METHOD
+from ada3d_qgis.engine.session import TILE_BUDGET_MIB
 from model_export.adaptive_conv import DEFAULT_FORMULATION, FORMULATIONS
 from model_export.graph_passes import merge_chained_slices
 from model_export.model import Ada3D, Ada3DConfig, AdaptiveConv3d, receptive_field_halo
@@ -47,8 +48,12 @@ INPUT_NAMES = ["ms", "pan", "context", "context_weight"]
 OUTPUT_NAMES = ["fused", "context_out"]
 #: Largest onnxruntime-vs-PyTorch difference accepted (inputs in [0, 1]).
 PARITY_TOLERANCE = 1e-4
-#: Memory an onnxruntime session may take for one tile by default (MiB).
-TILE_MEMORY_BUDGET_MIB = 900
+#: Memory an onnxruntime session may take for one tile by default (MiB, by
+#: ``tile_memory_mib``); the plugin batches CUDA tiles by the same figure.
+TILE_MEMORY_BUDGET_MIB = TILE_BUDGET_MIB
+#: Share of a default tile's pixels its core keeps, at least: the overlap may
+#: waste no more than the other half, whatever the memory budget says.
+MIN_KEPT_SHARE = 0.5
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_MS = REPO / "tests" / "data" / "l8_ms.tif"
 SAMPLE_PAN = REPO / "tests" / "data" / "l8_pan.tif"
@@ -248,22 +253,37 @@ def tile_memory_mib(cfg: Ada3DConfig, tile_size: int) -> float:
     defaults) repeated runs take about 1.8 times as much (1436 MiB) for no
     speed gain.
 
-    Calibrated with the earlier "gather_mul" formulation; the tap-by-tap one
-    exported now takes less (``python -m bench.formulations``), so this errs
-    high and the default tile stays what it was (320 px for the shipped
-    configuration). Recalibrating would enlarge the default tile.
+    Calibrated with the earlier "gather_mul" formulation. The tap-by-tap
+    one exported now takes less: ``python -m bench.tile_sizes`` measures 220
+    to 290 MiB above the session's resting size at 256 px for the shipped
+    configuration, where this gives 420 above its 110. The head-room is kept
+    on purpose: what glibc keeps of the freed tensors varies from run to run
+    and from one tile size to the next (up to five times the live tensors for
+    the paper configuration at 192 px; see docs/design.md).
     """
     per_pixel = 100 * cfg.channels * cfg.bands + 20 * cfg.spatial_channels  # bytes
     return 110 + tile_size * tile_size * per_pixel / 2**20
 
 
-def default_tile_size(cfg: Ada3DConfig, budget_mib: float = TILE_MEMORY_BUDGET_MIB) -> int:
-    """Largest tile (a multiple of 32 PAN px and of the ratio, at least two
-    steps) whose session stays within ``budget_mib``: 192 px for the paper
-    configuration."""
+def default_tile_size(
+    cfg: Ada3DConfig, overlap: int, budget_mib: float = TILE_MEMORY_BUDGET_MIB
+) -> int:
+    """The model's tile (a multiple of 32 PAN px and of the ratio, at least two
+    steps): the largest whose session stays within ``budget_mib``, but never
+    so small that the ``overlap`` on both sides leaves less than
+    :data:`MIN_KEPT_SHARE` of its pixels. 256 px for the shipped
+    configuration, 160 for the paper's (its 20 px overlap sets the floor).
+
+    The budget is small on purpose: on a CPU the time per kept pixel is the
+    same from 160 to 352 px windows (``python -m bench.tile_sizes``,
+    docs/tile_sizes.md; a smaller window wastes more on its overlap but runs
+    faster per pixel), while the memory grows with the area.
+    """
     step = math.lcm(32, cfg.ratio)
     tile = 2 * step
     while tile_memory_mib(cfg, tile + step) <= budget_mib:
+        tile += step
+    while (tile - 2 * overlap) ** 2 < MIN_KEPT_SHARE * tile * tile:
         tile += step
     return tile
 
@@ -283,7 +303,7 @@ def build_metadata(
     overlap = halo if overlap is None else overlap
     if overlap < halo or overlap % r:
         raise ValueError(f"overlap must be a multiple of {r} and at least the halo {halo}")
-    tile_size = default_tile_size(cfg) if tile_size is None else tile_size
+    tile_size = default_tile_size(cfg, overlap) if tile_size is None else tile_size
     if tile_size % r or tile_size <= 2 * overlap:
         raise ValueError(f"tile size must be a multiple of {r} larger than twice the overlap")
     band_names = list(ckpt.get("band_names") or [f"band{i + 1}" for i in range(cfg.bands)])

@@ -41,12 +41,13 @@ GPU_MEM_FRACTION = 0.75
 #: Arena limit when the GPU's memory cannot be read (MiB): fits a 6 GB card.
 DEFAULT_GPU_MEM_LIMIT_MIB = 4096
 #: Memory one tile of the metadata's tile size may take (MiB): the budget
-#: export.py sizes that tile for; a window of another size scales with its
-#: area. A CUDA session runs as many tiles at once as its arena limit holds,
-#: up to MAX_TILES_PER_RUN: a 320 x 320 tile of the shipped model is about
-#: 15 G multiply-adds, a few milliseconds on a data-centre GPU, where
-#: launching its ~1000 kernels one tile at a time would cost as much again.
-TILE_BUDGET_MIB = 900
+#: export.py sizes that tile for (its TILE_MEMORY_BUDGET_MIB is this); a
+#: window of another size scales with its area. A CUDA session runs as many
+#: tiles at once as its arena limit holds, up to MAX_TILES_PER_RUN: a 256 x 256
+#: tile of the shipped model is about 10 G multiply-adds, a few milliseconds on
+#: a data-centre GPU, where launching its ~1000 kernels one tile at a time
+#: would cost as much again.
+TILE_BUDGET_MIB = 600
 MAX_TILES_PER_RUN = 8
 
 

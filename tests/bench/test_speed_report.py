@@ -50,3 +50,25 @@ def test_algorithm_seconds_comes_from_the_result_line():
     assert algorithm_seconds(out) == 12.5
     with pytest.raises(RuntimeError, match="no RESULT line"):
         algorithm_seconds("Traceback ...\n")
+
+
+def test_the_report_states_the_roofline(tmp_path):
+    rows = [_row(ADA3D, 1024, 40.0, 480.0, 36.0)]
+    roof = {"elementwise_bandwidth": 12e9, "dense_macs": 136.5e3, "elementwise_macs": 17.6e3,
+            "elementwise_bytes": 361e3, "dense_io_bytes": 16.8e3, "seconds_per_pixel": 31e-6,
+            "macs_per_s": 4.97e9, "share_of_peak": 0.042, "target": 0.4,
+            "elementwise_bytes_for_target": 25.1e3}
+    report = {"threads": 2, "matmul_macs_per_s": 118.6e9, "model": "m.onnx",
+              "macs_per_pan_pixel": 154.1e3, "end_to_end": rows,
+              "model_only": {"tile": 256, "tiles": 4, "onnxruntime_s": 8.0, "torch_s": 12.0,
+                             "speedup": 1.5, "macs_per_s": 5e9, "share_of_peak": 0.042},
+              "op_profile": {"dense": 0.2, "elementwise": 0.8, "top ops": {"Mul": 0.3}},
+              "roofline": roof, "tile_size": 256, "overlap": 14, "ratio": 2}
+    write_report(report, tmp_path)
+    text = (tmp_path / "speed.md").read_text()
+    assert "onnxruntime's Mul streams 12.0 GB/s" in text
+    assert "361.0 kB per PAN pixel for 136.5 k dense multiply-adds" in text
+    assert "a pixel takes 31.00 µs: at most 4.97 GMAC/s, 4.2 % of the peak" in text
+    assert "For 40 % these multiply-adds would have to come with at most 25.1 kB" in text
+    # 361 kB x 4 x 256² px in 8 s.
+    assert f"{361e3 * 4 * 256**2 / 8.0 / 1e9:.1f} GB/s or more" in text
