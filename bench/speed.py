@@ -175,13 +175,14 @@ OP_GROUPS = {
 
 
 def cpu_session_options(threads: int):
-    """onnxruntime options as the plugin's CPU session has them (memory arena
-    off), on ``threads`` intra-op threads."""
+    """onnxruntime options as the plugin's sessions have them
+    (engine/session.session_options), on ``threads`` intra-op threads."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
+    from ada3d_qgis.engine.session import session_options
+
+    so = session_options(ort)
     so.intra_op_num_threads = threads
-    so.enable_cpu_mem_arena = False
     return so
 
 

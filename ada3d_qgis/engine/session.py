@@ -63,7 +63,8 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def _options(ort, quiet: bool = True):
+def session_options(ort, quiet: bool = True):
+    """The options of every session the plugin opens."""
     so = ort.SessionOptions()
     # Warnings (e.g. about unused initialisers) mean nothing to a GIS analyst.
     so.log_severity_level = 3 if quiet else 2
@@ -71,6 +72,13 @@ def _options(ort, quiet: bool = True):
     # of the small Ada3D configuration peaks at 1.0 GiB instead of 1.9 GiB, at
     # the same speed (measured with onnxruntime 1.31).
     so.enable_cpu_mem_arena = False
+    # Everything but the layout optimisations, i.e. without onnxruntime's
+    # NCHWc convolutions: their reorders to and from the blocked layout cost
+    # more than they save in a graph of small convolutions between elementwise
+    # ops. A 256 px tile of the shipped models: 6 to 11 % faster, 200 MiB
+    # above the session's resting size instead of 215 to 228. (Layout
+    # optimisations only touch CPU nodes; a CUDA session loses nothing.)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     return so
 
 
@@ -79,7 +87,7 @@ def _open(ort, path: Path, providers: list, so=None):
         raise Ada3DError(f"The model file {path} does not exist.")
     try:
         return ort.InferenceSession(
-            str(path), sess_options=so or _options(ort), providers=providers
+            str(path), sess_options=so or session_options(ort), providers=providers
         )
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -114,7 +122,7 @@ def metadata_of(session, path: Path) -> ModelMetadata:
 def read_metadata(path: Path) -> ModelMetadata:
     """Metadata of a model file without optimising its graph (cheap; for choosing)."""
     ort = import_onnxruntime()
-    so = _options(ort)
+    so = session_options(ort)
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return metadata_of(_open(ort, Path(path), [CPU_EP], so), Path(path))
 
