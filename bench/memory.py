@@ -12,8 +12,8 @@ repeats the same work on the same tile size, so the peak resident memory of
 the process (Linux ``ru_maxrss``, measured by bench/measure.py) is the window's
 working memory plus GDAL's block cache. pipeline.py sizes that cache to the
 blocks one row of tiles touches (at this width the 256 MiB cap); the default
-``--tiles`` (16 for pass 1, then two rows of 71 tiles and a few more) runs
-long enough for the cache to fill and turn over.
+``--tiles`` (16 for pass 1, then two rows of 90 windows of 256 px and a few
+more) runs long enough for the cache to fill and turn over.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def run_until(params: dict[str, str], tiles: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=20480, help="PAN size (multiple of 512)")
-    parser.add_argument("--tiles", type=int, default=160,
+    parser.add_argument("--tiles", type=int, default=200,
                         help="model runs (pass 1 included) before cancelling")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "memory.json")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)

@@ -410,7 +410,7 @@ def write_report(report: dict, out: Path) -> None:
         + ", ".join(f"{op} {100 * v:.1f} %" for op, v in profile["top ops"].items()) + ".\n"
     )
     if "roofline" in report:
-        text += roofline_paragraph(report["roofline"], mo, peak)
+        text += roofline_paragraph(report["roofline"], mo)
     pairs = [(a, b) for a, b in itertools.pairwise(sizes) if a >= 1024]
     if 1024 in sizes and sizes[-1] > 2048:
         pairs.append((1024, sizes[-1]))
@@ -429,16 +429,17 @@ def write_report(report: dict, out: Path) -> None:
     print("\n" + text)
 
 
-def roofline_paragraph(roof: dict, mo: dict, peak: float) -> str:
+def roofline_paragraph(roof: dict, mo: dict) -> str:
     """What the graph's memory traffic allows (bench/roofline.py)."""
     achieved = roof["elementwise_bytes"] * mo["tile"] ** 2 * mo["tiles"] / mo["onnxruntime_s"]
     return (
         f"\nCeiling (bench/roofline.py): onnxruntime's Mul streams "
-        f"{roof['elementwise_bandwidth'] / 1e9:.1f} GB/s here (a chain of Muls on 16 MiB "
-        f"tensors). The graph's elementwise and indexing ops read and write "
+        f"{roof['elementwise_bandwidth'] / 1e9:.1f} GB/s here at best (chains of Muls on 1, "
+        f"4 and 16 MiB tensors, the caches included). The graph's elementwise and "
+        f"indexing ops read and write "
         f"{roof['elementwise_bytes'] / 1e3:.1f} kB per PAN pixel for "
         f"{roof['dense_macs'] / 1e3:.1f} k dense multiply-adds (Conv, MatMul). Even with "
-        f"every dense op at the matrix-multiply peak and every other op at that bandwidth, "
+        f"every dense op at the matrix-multiply peak and every other op at that rate, "
         f"a pixel takes {1e6 * roof['seconds_per_pixel']:.2f} µs: at most "
         f"{roof['macs_per_s'] / 1e9:.2f} GMAC/s, {100 * roof['share_of_peak']:.1f} % of "
         f"the peak. For {100 * roof['target']:.0f} % these multiply-adds would have to come "

@@ -51,6 +51,6 @@ def test_graph_traffic_of_an_exported_ada3d(tiny_model):
 
 
 def test_the_bandwidth_probe_measures_something_plausible(monkeypatch):
-    monkeypatch.setattr(roofline, "PROBE_ELEMENTS", 2**20)
+    monkeypatch.setattr(roofline, "PROBE_ELEMENTS", (2**16, 2**18))
     bandwidth = roofline.elementwise_bandwidth(threads=1, repeats=2)
     assert 1e8 < bandwidth < 1e12 and np.isfinite(bandwidth)
