@@ -343,3 +343,31 @@ def test_the_plugin_session_keeps_the_arena_off_and_skips_the_layout_passes(tiny
     so = ses.open_session(tiny_model, "cpu").session.get_session_options()
     assert so.enable_cpu_mem_arena is False
     assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+
+
+def test_skipping_the_layout_passes_leaves_the_shipped_models_output_unchanged(sample_pan,
+                                                                               sample_ms):
+    """The extended level runs the convolutions in plain NCHW instead of the
+    blocked layout: the same results, to float32 rounding, on real imagery."""
+    import onnxruntime as ort
+    from osgeo import gdal
+
+    from ada3d_qgis.engine.models import SHIPPED_DIR
+
+    path = SHIPPED_DIR / "ada3d_r2_4b_landsat.onnx"
+    model = ses.open_session(path, "cpu")
+    pan = gdal.Open(str(sample_pan)).ReadAsArray()[:128, :128].astype(np.float32)
+    ms = gdal.Open(str(sample_ms)).ReadAsArray()[:, :64, :64].astype(np.float32)
+    pan = (pan - pan.mean()) / pan.std()
+    ms = (ms - ms.mean(axis=(1, 2), keepdims=True)) / ms.std(axis=(1, 2), keepdims=True)
+    fused, _ = model.run(ms, pan)
+
+    so = ses.session_options(ort)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    full = ort.InferenceSession(str(path), so, providers=[ses.CPU_EP])
+    feeds = {"ms": ms[None], "pan": pan[None, None],
+             "context": np.zeros((1, model.metadata.context_size), np.float32),
+             "context_weight": np.zeros((1, 1), np.float32)}
+    reference = full.run(["fused"], feeds)[0][0]
+    assert fused.std() > 0.1
+    np.testing.assert_allclose(fused, reference, atol=1e-4)
