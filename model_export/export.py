@@ -257,8 +257,8 @@ def tile_memory_mib(cfg: Ada3DConfig, tile_size: int) -> float:
     one exported now takes less: ``python -m bench.tile_sizes`` measures 200
     MiB above the session's resting size at 256 px for the shipped
     configuration (docs/tile_sizes.md; 220 to 290 in single runs with the
-    layout optimisations on), where this gives 420 above its 110. The head-room is kept
-    on purpose: what glibc keeps of the freed tensors varies from run to run
+    layout optimisations on), where this gives 420 above its 110. The
+    head-room is kept on purpose: what glibc keeps of the freed tensors varies from run to run
     and from one tile size to the next (up to five times the live tensors for
     the paper configuration at 192 px; see docs/design.md).
     """

@@ -45,7 +45,7 @@ DEFAULT_GPU_MEM_LIMIT_MIB = 4096
 #: window of another size scales with its area. A CUDA session runs as many
 #: tiles at once as its arena limit holds, up to MAX_TILES_PER_RUN: a 256 x 256
 #: tile of the shipped model is about 10 G multiply-adds, a few milliseconds on
-#: a data-centre GPU, where launching its ~1000 kernels one tile at a time
+#: a data-centre GPU, where launching its ~1250 kernels one tile at a time
 #: would cost as much again.
 TILE_BUDGET_MIB = 600
 MAX_TILES_PER_RUN = 8
