@@ -62,6 +62,12 @@ def measure(model: Path, tile: int, threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def best_of(runs: list[dict]) -> dict:
+    """The best time and the largest peak of several ``measure`` results."""
+    return {"seconds": min(r["seconds"] for r in runs),
+            "peak_above_rest_mib": max(r["peak_above_rest_mib"] for r in runs)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
@@ -91,9 +97,7 @@ def main() -> None:
                 runs[name].append(measure(path, args.tile, args.threads))
                 print(f"{name:12s} {runs[name][-1]['seconds']:6.2f} s, peak "
                       f"{runs[name][-1]['peak_above_rest_mib']:5d} MiB above rest", flush=True)
-    rows = [{"formulation": name, "seconds": min(r["seconds"] for r in rs),
-             "peak_above_rest_mib": max(r["peak_above_rest_mib"] for r in rs)}
-            for name, rs in runs.items()]
+    rows = [{"formulation": name, **best_of(rs)} for name, rs in runs.items()]
     lines = [
         "# Formulations of the adaptive convolution",
         "",

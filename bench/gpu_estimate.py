@@ -191,15 +191,19 @@ def traffic(model_path: Path, dims: dict[str, list[int]]) -> tuple[float, float,
     return elementwise, compute_io, kernels
 
 
-def graph_costs(path32: Path, path16: Path, meta: dict, pan_px: int) -> dict[str, GraphCost]:
-    """Per-pixel costs of the float32 graph and of its float16 copy (the same
-    multiply-adds: the conversion adds only Casts)."""
+def graph_costs(
+    path32: Path, path16: Path | None, meta: dict, pan_px: int
+) -> dict[str, GraphCost]:
+    """Per-pixel costs of the float32 graph and of its float16 copy, if given
+    (the same multiply-adds: the conversion adds only Casts)."""
     model32, dims = graph_cost.tensor_shapes(path32, probe_shapes(meta, pan_px))
     macs = graph_cost.count_macs(model32, dims)
     px = pan_px * pan_px
     tensor = (macs["conv"] + macs["matmul"] + macs["einsum"]) / px
     out = {}
     for name, path in (("float32", path32), ("float16", path16)):
+        if path is None:
+            continue
         elementwise, compute_io, kernels = traffic(path, dims)
         out[name] = GraphCost(tensor, macs["mul"] / px, elementwise / px, compute_io / px, kernels)
     return out

@@ -36,6 +36,9 @@ SAMPLE_MS = REPO / "tests" / "data" / "l8_ms.tif"
 
 gdal.UseExceptions()
 
+#: The pipeline's progress line: "Tile k/n; about ... left." (pass 1 counted).
+TILE_LINE = re.compile(r"Tile (\d+)/\d+")
+
 
 def tiled_vrt(src: Path, out: Path, reps: int) -> Path:
     """``src`` repeated ``reps`` x ``reps`` times side by side, as a VRT."""
@@ -82,7 +85,7 @@ def run_until(params: dict[str, str], tiles: int) -> None:
             print(info, flush=True)
             # "Tile k/n; about ... left." comes every few seconds, not every
             # tile: cancel at the first one that reports k >= tiles.
-            match = re.match(r"Tile (\d+)/\d+", info)
+            match = TILE_LINE.match(info)
             if match and int(match.group(1)) >= tiles:
                 self.cancel()
 
@@ -117,7 +120,7 @@ def main() -> None:
                f"PANCHROMATIC={pan}", f"SPECTRAL={ms}", f"OUTPUT={out}"]
         m = measure(cmd, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
     log = m.output.strip().splitlines()
-    done = [int(x.group(1)) for line in log if (x := re.match(r"Tile (\d+)/\d+", line))]
+    done = [int(x.group(1)) for line in log if (x := TILE_LINE.match(line))]
     report = {"pan_size": reps * 512, "tile_runs": max(done, default=0),
               "seconds": m.seconds, "peak_rss_mib": m.peak_rss_mib,
               "log": [line for line in log if not line.startswith("Tile ")][-12:]}

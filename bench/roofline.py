@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import graph_cost
-from bench.gpu_estimate import probe_shapes, traffic
+from bench.gpu_estimate import graph_costs
 
 #: Elements of each operand of the bandwidth probes: 1, 4 and 16 MiB of
 #: float32. The largest is a feature tensor of the shipped models' 256 px tile
@@ -86,16 +85,11 @@ def graph_traffic(model: Path, meta, pan_px: int = 64) -> dict[str, float]:
     """Per PAN pixel: dense multiply-adds (Conv, MatMul, Gemm, Einsum),
     elementwise multiplies, and the bytes elementwise and indexing nodes read
     and write (activations; the graph as exported, before onnxruntime's
-    rewrites)."""
+    rewrites), as bench/gpu_estimate counts them."""
     meta_dict = {"ratio": meta.ratio, "bands": meta.bands, "context_size": meta.context_size}
-    onnx_model, dims = graph_cost.tensor_shapes(model, probe_shapes(meta_dict, pan_px))
-    macs = graph_cost.count_macs(onnx_model, dims)
-    elementwise, compute_io, _ = traffic(model, dims)
-    px = pan_px * pan_px
-    return {"dense_macs": (macs["conv"] + macs["matmul"] + macs["einsum"]) / px,
-            "elementwise_macs": macs["mul"] / px,
-            "elementwise_bytes": elementwise / px,
-            "dense_io_bytes": compute_io / px}
+    cost = graph_costs(model, None, meta_dict, pan_px)["float32"]
+    return {"dense_macs": cost.macs_tensor, "elementwise_macs": cost.macs_mul,
+            "elementwise_bytes": cost.bytes_elementwise, "dense_io_bytes": cost.bytes_compute_io}
 
 
 def ceiling(

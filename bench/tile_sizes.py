@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.formulations import measure
+from bench.formulations import best_of, measure
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "ada3d_qgis" / "models" / "ada3d_r2_4b_landsat.onnx"
@@ -39,16 +39,14 @@ def main() -> None:
 
     meta = read_metadata(args.model)
     windows = [w for w in args.windows if w % meta.ratio == 0 and w > 2 * meta.overlap]
-    best: dict[int, dict] = {}
+    runs: dict[int, list[dict]] = {w: [] for w in windows}
     # Round robin, so that a drift of the machine's speed touches every size alike.
     for _ in range(args.rounds):
         for w in windows:
-            run = measure(args.model, w, args.threads)
-            print(f"{w:4d} px: {run['seconds']:6.2f} s, peak {run['peak_above_rest_mib']:5d} "
-                  "MiB above rest", flush=True)
-            if w not in best or run["seconds"] < best[w]["seconds"]:
-                best[w] = {**run, "peak_above_rest_mib": max(
-                    run["peak_above_rest_mib"], best.get(w, run)["peak_above_rest_mib"])}
+            runs[w].append(measure(args.model, w, args.threads))
+            print(f"{w:4d} px: {runs[w][-1]['seconds']:6.2f} s, peak "
+                  f"{runs[w][-1]['peak_above_rest_mib']:5d} MiB above rest", flush=True)
+    best = {w: best_of(rs) for w, rs in runs.items()}
     rows = []
     for w in windows:
         core = w - 2 * meta.overlap

@@ -10,8 +10,6 @@ memory. One Slice over both axes gives the same tensor with a single copy.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -36,8 +34,7 @@ def _merge_once(model: onnx.ModelProto) -> int:
     """One pass of ``merge_chained_slices`` over pairs that do not overlap."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    consumers = Counter(name for node in graph.node for name in node.input)
-    consumers.update(out.name for out in graph.output)
+    graph_outputs = {out.name for out in graph.output}
 
     def constant(name: str) -> np.ndarray | None:
         return numpy_helper.to_array(inits[name]) if name in inits else None
@@ -68,7 +65,7 @@ def _merge_once(model: onnx.ModelProto) -> int:
         # Every reader must be a Slice over other axes: then the intermediate
         # is never needed (PyTorch's exporter shares one row slice among the
         # three column shifts of a row).
-        if not seconds or consumers[out] != len(seconds) or not all(
+        if not seconds or out in graph_outputs or not all(
             merges_into(first, node) and node.name not in removed for node in seconds
         ):
             continue
