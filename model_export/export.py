@@ -254,7 +254,7 @@ def tile_memory_mib(cfg: Ada3DConfig, tile_size: int) -> float:
     speed gain.
 
     Calibrated with the earlier "gather_mul" formulation. The tap-by-tap
-    one exported now takes less: ``python -m bench.tile_sizes`` measures 200
+    one exported now takes less: ``python -m bench.tile_sizes`` measures 199
     MiB above the session's resting size at 256 px for the shipped
     configuration (docs/tile_sizes.md; 220 to 290 in single runs with the
     layout optimisations on), where this gives 420 above its 110. The
