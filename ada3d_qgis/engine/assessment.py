@@ -282,12 +282,14 @@ class Scene:
         return len(self.fused.bands)
 
     def read_pan(self, x: int, y: int, width: int, height: int) -> np.ndarray:
-        assert self.aligned is not None
+        if self.aligned is None:
+            raise RuntimeError("read_pan on an assessment scene without PAN")
         pan = self.aligned.read_pan(self.pan_at[0] + x, self.pan_at[1] + y, width, height)
         return pan.astype(np.float64)
 
     def read_ms(self, x: int, y: int, width: int, height: int) -> np.ndarray:
-        assert self.aligned is not None
+        if self.aligned is None:
+            raise RuntimeError("read_ms on an assessment scene without PAN")
         ms = self.aligned.read_ms(self.ms_at[0] + x, self.ms_at[1] + y, width, height)
         return ms.astype(np.float64)
 
@@ -427,7 +429,8 @@ def stream_reference(
 ) -> dict[str, object]:
     """Reference metrics over the scene, window by window. Without a
     ``data_range`` the reference's observed max - min (valid pixels) is used."""
-    assert scene.reference is not None
+    if scene.reference is None:
+        raise RuntimeError("reference metrics need a scene with a reference")
     g = scene.grid
     acc = ReferenceMetrics(scene.bands, scene.ratio, data_range, block)
     lo, hi = math.inf, -math.inf
@@ -852,7 +855,8 @@ class FloatGeoTiff:
         self.path = path
 
     def write(self, x: int, y: int, block: np.ndarray) -> None:
-        assert self.ds is not None
+        if self.ds is None:
+            raise RuntimeError("write after the map raster was closed")
         data = block.astype(np.float32)
         with quiet_gdal():
             for i in range(data.shape[0]):

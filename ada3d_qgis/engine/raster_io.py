@@ -619,7 +619,8 @@ class OutputWriter:
 
     def write(self, x: int, y: int, block: np.ndarray) -> None:
         """Write a (bands, rows, cols) block with its top-left pixel at (x, y)."""
-        assert self.ds is not None
+        if self.ds is None:
+            raise RuntimeError("write after the output raster was committed")
         with quiet_gdal():
             for i in range(self.bands):
                 band = self.ds.GetRasterBand(i + 1)
@@ -636,7 +637,8 @@ class OutputWriter:
 
     def commit(self) -> Path:
         """Close, convert if needed, and move the finished file to the target."""
-        assert self.ds is not None
+        if self.ds is None:
+            raise RuntimeError("the output raster was already committed")
         with quiet_gdal():
             self.ds.FlushCache()
             self.ds = None
