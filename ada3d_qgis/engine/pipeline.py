@@ -9,8 +9,9 @@
          core, de-normalise, clip, mask nodata, write
       -> move the finished file into place
 
-The feedback object is duck-typed on QgsProcessingFeedback (``setProgress``,
-``pushInfo``, ``isCanceled``) so that the engine runs without QGIS too.
+The log (see :mod:`.feedback`) opens with a short summary (model, device,
+output, tiles) and closes with the time and throughput; technical details go
+to the secondary, debug level.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from ..core.normalise import BandStats, RunningStats, denormalise, normalise
-from . import Ada3DError, Cancelled
+from . import Ada3DError
+from .feedback import Feedback, PrintFeedback, check_cancel, detail, duration, info, warn
 from .models import choose_model
 from .raster_io import (
     AlignedInputs,
@@ -57,25 +58,6 @@ STATS_WINDOW_PIXELS = 2_000_000
 STATS_PROGRESS = 5.0
 #: Seconds between two ETA lines in the log.
 ETA_INTERVAL = 10.0
-
-
-class Feedback(Protocol):
-    def setProgress(self, progress: float) -> None: ...
-    def pushInfo(self, info: str) -> None: ...
-    def isCanceled(self) -> bool: ...
-
-
-class PrintFeedback:
-    """Feedback for scripts: prints the log, never cancels."""
-
-    def setProgress(self, progress: float) -> None:
-        pass
-
-    def pushInfo(self, info: str) -> None:
-        print(info, flush=True)
-
-    def isCanceled(self) -> bool:
-        return False
 
 
 @dataclass
@@ -118,27 +100,6 @@ class SceneStats:
     pan_gaps: bool = False
 
 
-def _warn(feedback: Feedback, text: str) -> None:
-    push = getattr(feedback, "pushWarning", None) or feedback.pushInfo
-    push(text)
-
-
-def _check_cancel(feedback: Feedback) -> None:
-    if feedback.isCanceled():
-        raise Cancelled("cancelled by the user")
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 # --------------------------------------------------------------------------- passes
 
 
@@ -161,7 +122,7 @@ def scene_statistics(
     ms_gaps = np.zeros(inputs.bands, bool)
     pan_gaps = False
     for y in range(0, grid.height, rows):
-        _check_cancel(feedback)
+        check_cancel(feedback)
         h = min(rows, grid.height - y)
         pan = inputs.read_pan(0, y, grid.width, h)[None]
         valid = np.isfinite(pan)
@@ -172,6 +133,7 @@ def scene_statistics(
         ms_gaps |= ~valid.all(axis=(1, 2))
         ms_rs.update(np.where(valid, ms, 0.0), valid)
         progress((y + h) / grid.height)
+    inputs.check_has_data(ms_rs.count > 0)
     try:
         ms_stats, pan_stats = ms_rs.result(), pan_rs.result()
     except ValueError as exc:
@@ -250,7 +212,7 @@ def pooled_context(
     ``per_run`` tiles per model run."""
     contexts = []
     for batch in batches(tiles, per_run):
-        _check_cancel(feedback)
+        check_cancel(feedback)
         for fused in fuse_tiles(model, inputs, batch, stats, None, 0.0):
             contexts.append(fused.context)
             done()
@@ -266,7 +228,7 @@ def plan_tiles(model: ModelSession, inputs: AlignedInputs, opts: RunOptions, fee
     tile_size = round_up(opts.tile_size or meta.tile_size, r)
     overlap = round_up(opts.overlap or meta.overlap, r)
     if overlap < meta.halo:
-        _warn(
+        warn(
             feedback,
             f"Warning: the overlap ({overlap} px) is below the model's halo ({meta.halo} px); "
             "tile borders may show seams.",
@@ -319,15 +281,23 @@ def _write_tile(
         if nodata is not None:
             band[~fused.valid[b]] = nodata
         out.append(band)
-    writer.write(tile.core_x, tile.core_y, np.stack(out))
+    block = np.stack(out)
+    # The last row and column of tiles may reach past the output into the
+    # round-up to whole r x r blocks.
+    w = min(block.shape[2], writer.width - tile.core_x)
+    h = min(block.shape[1], writer.height - tile.core_y)
+    writer.write(tile.core_x, tile.core_y, block[:, :h, :w])
 
 
 class _Progress:
-    """Progress bar and ETA lines over the statistics pass and both tile passes."""
+    """Progress bar over the statistics pass and both tile passes, and ETA lines
+    that count the written tiles (the context pass is counted apart)."""
 
-    def __init__(self, feedback: Feedback, total_tiles: int) -> None:
+    def __init__(self, feedback: Feedback, context_tiles: int, tiles: int) -> None:
         self.feedback = feedback
-        self.total = total_tiles
+        self.context_total = context_tiles
+        self.total = tiles
+        self.context_done = 0
         self.done = 0
         self.start = time.monotonic()
         self.last_log = 0.0
@@ -338,18 +308,35 @@ class _Progress:
     def begin_tiles(self) -> None:
         self.start = time.monotonic()
 
+    def _bar(self) -> None:
+        runs = self.context_done + self.done
+        self.feedback.setProgress(
+            STATS_PROGRESS
+            + (100 - STATS_PROGRESS) * runs / max(self.context_total + self.total, 1)
+        )
+
+    def context_tile(self) -> None:
+        self.context_done += 1
+        self._bar()
+        if self.context_done == self.context_total:
+            detail(
+                self.feedback,
+                f"Pooled context computed from {self.context_total} tile(s) in "
+                f"{duration(time.monotonic() - self.start)}.",
+            )
+
     def tile(self) -> None:
         self.done += 1
-        self.feedback.setProgress(
-            STATS_PROGRESS + (100 - STATS_PROGRESS) * self.done / self.total
-        )
+        self._bar()
         now = time.monotonic()
         if self.done < self.total and (self.done == 1 or now - self.last_log >= ETA_INTERVAL):
             self.last_log = now
-            per_tile = (now - self.start) / self.done
-            self.feedback.pushInfo(
+            runs = self.context_done + self.done
+            per_run = (now - self.start) / runs
+            info(
+                self.feedback,
                 f"Tile {self.done}/{self.total}; about "
-                f"{_duration(per_tile * (self.total - self.done))} left."
+                f"{duration(per_run * (self.total - self.done))} left.",
             )
 
 
@@ -371,14 +358,36 @@ def run(opts: RunOptions, feedback: Feedback | None = None) -> RunResult:
         check_bands(ms_ds, ms_bands, "multispectral")
         descriptions = [ms_ds.GetRasterBand(b).GetDescription() for b in ms_bands]
         choice = choose_model(len(ms_bands), input_ratio(pan_ds, ms_ds), opts.model, descriptions)
-        feedback.pushInfo(f"Model: {choice.path.name}, {choice.reason}.")
+        info(feedback, f"Model: {choice.path.name}, {choice.reason}.")
         model = open_session(choice.path, opts.device)
-        feedback.pushInfo(f"Execution provider: {model.provider} ({model.device_note}).")
+        info(feedback, f"Device: {model.device_note}.")
+        detail(feedback, f"onnxruntime execution provider: {model.provider}.")
         inputs = align_inputs(pan_ds, opts.pan_band, ms_ds, ms_bands, choice.metadata.ratio)
+        for note in inputs.notes:
+            feedback.pushInfo(note)
         try:
             return _run_aligned(opts, feedback, model, inputs, start)
         finally:
             inputs.close()
+
+
+def _tile_plan_text(tiles: Sequence[Tile], tile_size: int, overlap: int,
+                    context_tiles: int, two_pass: bool, per_run: int) -> str:
+    if len(tiles) == 1:
+        how = "the scene fits one tile: one pass with its own pooled statistics (exact)"
+    elif two_pass:
+        how = (
+            f"first a pooled context from {context_tiles} spread tile(s), then every tile "
+            "with that context"
+        )
+    else:
+        how = "this model has no pooled-context input: each tile uses its own statistics"
+    if per_run > 1:
+        how += f"; {per_run} tiles per model run"
+    return (
+        f"Tiling: {len(tiles)} windows of {tiles[0].width} x {tiles[0].height} px (at "
+        f"most {tile_size}) with {overlap} px overlap; {how}."
+    )
 
 
 def _run_aligned(
@@ -389,33 +398,27 @@ def _run_aligned(
     start: float,
 ) -> RunResult:
     grid = inputs.grid
-    feedback.pushInfo(
-        f"Output: {grid.width} x {grid.height} px of {grid.dx:g} x {grid.dy:g} on the "
-        f"panchromatic grid (from its pixel {inputs.col}, {inputs.row}); multispectral: "
-        f"{inputs.resampling}."
-    )
+    out_grid = inputs.output or grid
     driver = opts.driver or driver_for_path(opts.output)
     check_output_folder(opts.output)
     tile_size, overlap, tiles = plan_tiles(model, inputs, opts, feedback)
     two_pass = model.has_context and len(tiles) > 1
     context_tiles = spread_tiles(tiles, context_tile_count(len(tiles))) if two_pass else []
-    if len(tiles) == 1:
-        how = "the scene fits one tile: one pass with its own pooled statistics (exact)"
-    elif two_pass:
-        how = (
-            f"pooled context from {len(context_tiles)} spread tiles, then every tile "
-            "with that context"
-        )
-    else:
-        how = "this model has no pooled-context input: each tile uses its own statistics"
     per_run = model.tiles_per_run(tiles[0].width, tiles[0].height)
-    if per_run > 1:
-        how += f"; {per_run} tiles per model run"
-    feedback.pushInfo(
-        f"Tiles: {len(tiles)} of {tiles[0].width} x {tiles[0].height} px (at most "
-        f"{tile_size}) with {overlap} px overlap; {how}."
+    info(
+        feedback,
+        f"Output: {out_grid.width} x {out_grid.height} px of {out_grid.dx:g} x "
+        f"{out_grid.dy:g} (the panchromatic grid, every pixel the multispectral raster "
+        f"covers), {inputs.bands} band(s); {len(tiles)} tile(s).",
     )
-    progress = _Progress(feedback, len(context_tiles) + len(tiles))
+    detail(
+        feedback,
+        f"Panchromatic window from its pixel ({inputs.col}, {inputs.row}); multispectral: "
+        f"{inputs.resampling}.",
+    )
+    detail(feedback, _tile_plan_text(tiles, tile_size, overlap, len(context_tiles),
+                                     two_pass, per_run))
+    progress = _Progress(feedback, len(context_tiles), len(tiles))
     with gdal_cache_limit(sweep_cache_bytes(inputs, stats_rows(inputs))):
         stats = scene_statistics(inputs, feedback, progress.stats)
     progress.begin_tiles()
@@ -423,7 +426,7 @@ def _run_aligned(
     with OutputWriter(
         opts.output,
         driver,
-        grid,
+        out_grid,
         gdal_type,
         nodata,
         band_descriptions(inputs, model),
@@ -432,27 +435,32 @@ def _run_aligned(
         context = None
         if two_pass:
             context = pooled_context(
-                model, inputs, context_tiles, stats, feedback, progress.tile, per_run
+                model, inputs, context_tiles, stats, feedback, progress.context_tile, per_run
             )
         weight = 1.0 if context is not None else 0.0
         for batch in batches(tiles, per_run):
-            _check_cancel(feedback)
+            check_cancel(feedback)
             for tile, fused in zip(
                 batch, fuse_tiles(model, inputs, batch, stats, context, weight), strict=True
             ):
                 _write_tile(writer, tile, fused, gdal_type, nodata)
                 progress.tile()
-        _check_cancel(feedback)
+        check_cancel(feedback)
         output = writer.commit()
     seconds = time.monotonic() - start
-    feedback.pushInfo(f"Done in {_duration(seconds)}: {output}")
+    megapixels = out_grid.width * out_grid.height / 1e6
+    info(
+        feedback,
+        f"Done in {duration(seconds)} ({megapixels:.2f} megapixels, "
+        f"{megapixels / max(seconds, 1e-9):.3f} megapixels per second): {output}",
+    )
     return RunResult(
         output,
         model.path,
         model.provider,
         model.device_note,
         len(tiles),
-        grid.width,
-        grid.height,
+        out_grid.width,
+        out_grid.height,
         seconds,
     )

@@ -137,17 +137,30 @@ def warp_onto(
     fmt: str = "VRT",
     src_nodata: str | None = None,
     dst_nodata: str | float = "nan",
+    alpha: int | None = None,
 ) -> tuple[gdal.Dataset | None, gdal.Dataset | None]:
     """``bands`` (1-based) of ``ds`` resampled onto ``grid`` as float32 (a lazy
     VRT, or an in-memory "MEM" dataset), reprojected when the CRS differs.
+
+    Every band is data whatever its colour interpretation, and each keeps its own
+    nodata (``src_nodata``: one value per band). Band ``alpha``, if given, is the
+    mask: 0 marks no data in every band, any other value data.
 
     Returns (result, band subset): the subset must stay alive as long as a VRT
     result. On failure the result is None and GDAL's message is in
     ``gdal.GetLastErrorMsg()``. Call inside :func:`quiet_gdal`.
     """
-    subset = gdal.Translate("", ds, format="VRT", bandList=list(bands))
+    band_list = [*bands, alpha] if alpha else list(bands)
+    subset = gdal.Translate("", ds, format="VRT", bandList=band_list)
     if subset is None:
         return None, None
+    _tag_as_data(subset)
+    # The warper's default treats a pixel as nodata only where every band is.
+    options = ["UNIFIED_SRC_NODATA=NO"]
+    if alpha:
+        # Any alpha above 0 is fully valid: a partial alpha would blend the
+        # data with the nodata fill.
+        options.append("SRC_ALPHA_MAX=1")
     out = gdal.Warp(
         "",
         subset,
@@ -160,8 +173,53 @@ def warp_onto(
         outputType=gdal.GDT_Float32,
         srcNodata=src_nodata,
         dstNodata=dst_nodata,
+        srcAlpha=bool(alpha),
+        dstAlpha=False,
+        warpOptions=options,
     )
     return out, subset
+
+
+def _tag_as_data(ds: gdal.Dataset) -> None:
+    """Clear every band's colour interpretation: GDAL's warper takes a band
+    tagged Alpha for a transparency mask (and drops it from the output)."""
+    for i in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(i)
+        band.SetColorInterpretation(gdal.GCI_Undefined)
+        del band  # a band must not outlive its dataset (GDAL 3.6 bindings)
+
+
+def alpha_band(ds: gdal.Dataset, selected: Sequence[int]) -> int | None:
+    """The band of ``ds`` tagged Alpha that can serve as its mask: only one not
+    selected as data."""
+    for i in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(i)
+        tagged = band.GetColorInterpretation() == gdal.GCI_AlphaBand
+        del band  # a band must not outlive its dataset (GDAL 3.6 bindings)
+        if tagged and i not in selected:
+            return i
+    return None
+
+
+def colour_notes(ds: gdal.Dataset, selected: Sequence[int], alpha: int | None) -> list[str]:
+    """Log lines on how colour interpretations are used: selected bands tagged
+    Alpha are read as data; an unselected alpha band masks the others."""
+    notes = []
+    for b in selected:
+        band = ds.GetRasterBand(b)
+        tagged = band.GetColorInterpretation() == gdal.GCI_AlphaBand
+        del band  # a band must not outlive its dataset (GDAL 3.6 bindings)
+        if tagged:
+            notes.append(
+                f"Multispectral band {b} is tagged as alpha (transparency) but is selected, "
+                "so it is read as data like the others."
+            )
+    if alpha:
+        notes.append(
+            f"Multispectral band {alpha} is an alpha band (not selected): where it is 0, "
+            "the output has no data."
+        )
+    return notes
 
 
 def describe_dataset(
@@ -238,25 +296,32 @@ def measured_ratio(pan: Grid, ms: Grid) -> float:
 
 
 def output_window(pan: Grid, ms: Grid, ratio: int) -> tuple[int, int, int, int]:
-    """(col, row, width, height) of the output in PAN pixels: the whole PAN pixels
-    inside both extents, trimmed so that width and height are multiples of ``ratio``
-    (every MS pixel of the aligned grid is a whole r x r PAN block)."""
+    """(col, row, width, height) of the output in PAN pixels: every PAN pixel whose
+    centre lies inside the MS footprint, edges included (the extent ``gdal:pansharp``
+    gives), within the PAN raster."""
 
     def span(lo: float, hi: float, n: int) -> tuple[int, int]:
-        first = max(0, math.ceil(lo - _EPS_PX))
-        last = min(n, math.floor(hi + _EPS_PX))
+        # Pixel i's centre is at i + 0.5.
+        first = max(0, math.ceil(lo - 0.5 - _EPS_PX))
+        last = min(n, math.floor(hi - 0.5 + _EPS_PX) + 1)
         return first, last - first
 
     col, width = span((ms.x0 - pan.x0) / pan.dx, (ms.x1 - pan.x0) / pan.dx, pan.width)
     row, height = span((pan.y0 - ms.y0) / pan.dy, (pan.y0 - ms.y1) / pan.dy, pan.height)
-    width -= width % ratio
-    height -= height % ratio
     if width < ratio or height < ratio:
         raise Ada3DError(
             "The panchromatic and multispectral rasters do not overlap (not even one "
             "multispectral pixel in common); check that they cover the same area."
         )
     return col, row, width, height
+
+
+def inside_span(lo: float, hi: float, start: float, step: float, n: int) -> tuple[int, int]:
+    """[first, stop) of the cells ``start + (j + 0.5) * step`` (j < n) whose centre
+    lies in [lo, hi]."""
+    first = max(0, math.ceil((lo - start) / step - 0.5 - _EPS_PX))
+    stop = min(n, math.floor((hi - start) / step - 0.5 + _EPS_PX) + 1)
+    return first, max(first, stop)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -271,9 +336,12 @@ def _nodata(band: gdal.Band) -> float | None:
 class AlignedInputs:
     """The PAN window and the MS resampled onto the exact r x PAN grid over it.
 
-    ``grid`` is the output grid (PAN pixels); MS windows are addressed in pixels of
-    the aligned MS grid (``grid`` coarsened by ``ratio``). Reads return float32 with
-    NaN wherever the input has no data.
+    ``output`` is the output grid (PAN pixels); ``grid`` is the same grid rounded up
+    to whole r x r blocks, the one tiles and the aligned MS grid (``grid`` coarsened
+    by ``ratio``, in whose pixels MS windows are addressed) live on. Reads return
+    float32 with NaN wherever the input has no data; outside the PAN raster the PAN
+    is NaN, and aligned MS cells whose centre falls outside the MS footprint repeat
+    the nearest cell inside it.
     """
 
     pan_ds: gdal.Dataset
@@ -288,6 +356,15 @@ class AlignedInputs:
     ms_nodata: list[float | None]
     ms_descriptions: list[str]
     ms_type: int
+    #: The selected MS band numbers (1-based), for messages.
+    ms_bands: list[int] = field(default_factory=list)
+    #: Log lines about how the MS bands are read (alpha, colour interpretation).
+    notes: list[str] = field(default_factory=list)
+    #: The output grid: ``grid`` without its round-up to whole blocks.
+    output: Grid | None = None
+    #: [first, stop) of the aligned MS columns and rows inside the MS footprint.
+    ms_cols: tuple[int, int] | None = None
+    ms_rows: tuple[int, int] | None = None
     #: Datasets the warped VRT reads from, kept alive with it.
     _keep: list = field(default_factory=list, repr=False)
 
@@ -296,9 +373,16 @@ class AlignedInputs:
         return self.ms_ds.RasterCount
 
     def read_pan(self, x: int, y: int, width: int, height: int) -> np.ndarray:
+        x0, y0 = self.col + x, self.row + y
+        cx0, cy0 = max(x0, 0), max(y0, 0)
+        cx1 = min(x0 + width, self.pan_ds.RasterXSize)
+        cy1 = min(y0 + height, self.pan_ds.RasterYSize)
+        out = np.full((height, width), np.nan, np.float32)
+        if cx1 <= cx0 or cy1 <= cy0:
+            return out
         band = self.pan_ds.GetRasterBand(self.pan_band)
         with quiet_gdal():
-            data = band.ReadAsArray(self.col + x, self.row + y, width, height)
+            data = band.ReadAsArray(cx0, cy0, cx1 - cx0, cy1 - cy0)
             if data is None:
                 raise Ada3DError(
                     f"Reading the panchromatic raster failed ({_gdal_message('I/O error')})."
@@ -306,17 +390,52 @@ class AlignedInputs:
         data = data.astype(np.float32, copy=False)
         if self.pan_nodata is not None:
             data[data == np.float32(self.pan_nodata)] = np.nan
-        return data
+        out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = data
+        return out
 
     def read_ms(self, x: int, y: int, width: int, height: int) -> np.ndarray:
+        c0, c1 = self.ms_cols or (0, self.ms_ds.RasterXSize)
+        r0, r1 = self.ms_rows or (0, self.ms_ds.RasterYSize)
+        cx0, cx1 = min(max(x, c0), c1 - 1), max(min(x + width, c1), c0 + 1)
+        cy0, cy1 = min(max(y, r0), r1 - 1), max(min(y + height, r1), r0 + 1)
         with quiet_gdal():
-            data = self.ms_ds.ReadAsArray(x, y, width, height)
+            data = self.ms_ds.ReadAsArray(cx0, cy0, cx1 - cx0, cy1 - cy0)
             if data is None:
                 raise Ada3DError(
                     "Reading (resampling) the multispectral raster failed "
                     f"({_gdal_message('I/O error')})."
                 )
-        return data.astype(np.float32, copy=False).reshape(self.bands, height, width)
+        data = data.astype(np.float32, copy=False).reshape(self.bands, cy1 - cy0, cx1 - cx0)
+        if (cx0, cy0, cx1, cy1) == (x, y, x + width, y + height):
+            return data
+        # Cells just outside the footprint (the output's last block may reach past
+        # it) take the nearest cell inside, as the model saw edges in training.
+        rows = np.clip(np.arange(y, y + height), cy0, cy1 - 1) - cy0
+        cols = np.clip(np.arange(x, x + width), cx0, cx1 - 1) - cx0
+        return data[:, rows][:, :, cols]
+
+    def check_has_data(self, has_data: Sequence[bool]) -> None:
+        """Refuse when a selected MS band (flags in selection order) has no valid
+        pixel over the output: the model would fuse an invented band."""
+        empty = [i for i, ok in enumerate(has_data) if not ok]
+        if not empty:
+            return
+        named = "; ".join(self._only_nodata(i) for i in empty)
+        raise Ada3DError(
+            f"The multispectral {named} where the two rasters overlap; select other bands, "
+            "or check the nodata value."
+        )
+
+    def _only_nodata(self, index: int) -> str:
+        """'band 3 (Red) holds only nodata (0)' for the selected band at ``index``."""
+        number = self.ms_bands[index] if index < len(self.ms_bands) else index + 1
+        text = f"band {number}"
+        if self.ms_descriptions[index]:
+            text += f" ({self.ms_descriptions[index]})"
+        text += " holds only nodata"
+        if self.ms_nodata[index] is not None:
+            text += f" ({self.ms_nodata[index]:g})"
+        return text
 
     def row_sweep_bytes(self, rows: int) -> int:
         """Input blocks one row of windows ``rows`` PAN pixels tall touches: the
@@ -376,8 +495,8 @@ def align_inputs(
     ms_bands: Sequence[int],
     ratio: int,
 ) -> AlignedInputs:
-    """Put the selected MS bands on the exact ``ratio`` x PAN grid over the
-    intersection of both extents (lazily: a warped VRT)."""
+    """Put the selected MS bands on the exact ``ratio`` x PAN grid over every PAN
+    pixel whose centre the MS covers (lazily: a warped VRT)."""
     check_bands(pan_ds, [pan_band], "panchromatic")
     check_bands(ms_ds, ms_bands, "multispectral")
     pan = grid_of(pan_ds, "panchromatic")
@@ -385,8 +504,13 @@ def align_inputs(
     reprojected = not same_crs(ms_src.crs_wkt, pan.crs_wkt)
     ms_in_pan = grid_in_crs(ms_ds, "multispectral", pan.crs_wkt) if reprojected else ms_src
     col, row, width, height = output_window(pan, ms_in_pan, ratio)
-    grid = pan.window(col, row, width, height)
-    target = pan.window(col, row, width // ratio, height // ratio, step=ratio)
+    output = pan.window(col, row, width, height)
+    blocks_x, blocks_y = -(-width // ratio), -(-height // ratio)
+    grid = pan.window(col, row, blocks_x * ratio, blocks_y * ratio)
+    target = pan.window(col, row, blocks_x, blocks_y, step=ratio)
+    step_x, step_y = ratio * pan.dx, ratio * pan.dy
+    ms_cols = inside_span(ms_in_pan.x0, ms_in_pan.x1, target.x0, step_x, blocks_x)
+    ms_rows = inside_span(-ms_in_pan.y0, -ms_in_pan.y1, -target.y0, step_y, blocks_y)
     method, reason = _pick_resampling(ms_src, target, reprojected)
 
     bands = [ms_ds.GetRasterBand(b) for b in ms_bands]
@@ -400,8 +524,13 @@ def align_inputs(
         # A band without a nodata value gets one that cannot occur (NaN never
         # equals a number), so that each band keeps its own rule.
         src_nodata = " ".join("nan" if v is None else repr(v) for v in nodata)
+    alpha = alpha_band(ms_ds, ms_bands)
+    if alpha and src_nodata:
+        src_nodata += " nan"  # the alpha band's own nodata: none
     with quiet_gdal():
-        warped, subset = warp_onto(ms_ds, ms_bands, target, method, src_nodata=src_nodata)
+        warped, subset = warp_onto(
+            ms_ds, ms_bands, target, method, src_nodata=src_nodata, alpha=alpha
+        )
         if warped is None:
             raise Ada3DError(
                 "Resampling the multispectral raster onto the panchromatic grid failed "
@@ -420,6 +549,11 @@ def align_inputs(
         ms_nodata=nodata,
         ms_descriptions=descriptions,
         ms_type=ms_type,
+        ms_bands=list(ms_bands),
+        notes=colour_notes(ms_ds, ms_bands, alpha),
+        output=output,
+        ms_cols=ms_cols,
+        ms_rows=ms_rows,
         _keep=[ms_ds, subset],
     )
 
@@ -588,6 +722,7 @@ class OutputWriter:
         if not self.direct and self.driver.GetMetadataItem(gdal.DCAP_CREATECOPY) != "YES":
             raise Ada3DError(f"GDAL cannot write the {driver} format.")
         self.bands = len(descriptions)
+        self.width, self.height = grid.width, grid.height
         if self.direct:
             write_driver, write_path = self.driver, self.temp
             write_options = self.user_options

@@ -71,8 +71,8 @@ def sample(sample_ms, sample_pan):
 @pytest.fixture(scope="module")
 def full_res(sample, sample_ms, tmp_path_factory):
     """A plausible fused image on the whole PAN grid: the MS cubic-warped onto
-    it plus the PAN's high-pass detail; and the arrays of the scored area,
-    PAN pixels 1..510 (the whole PAN pixels inside the MS, trimmed to even)."""
+    it plus the PAN's high-pass detail; and the arrays of the scored area, the
+    whole 512 x 512 PAN (every PAN pixel whose centre the MS covers)."""
     folder = tmp_path_factory.mktemp("full_res")
     gt = sample["pan_gt"]
     up = _warp(sample_ms, gt[0], gt[3], 15.0, 512, 512)
@@ -82,9 +82,8 @@ def full_res(sample, sample_ms, tmp_path_factory):
     path = _write(folder / "fused.tif", fused, gt, sample["wkt"])
     fused = _read(path)  # as stored (float32)
     # The MS on the exact 2 x PAN grid over the area (the alignment the engine does).
-    ms_area = _warp(sample_ms, gt[0] + 15.0, gt[3] - 15.0, 30.0, 255, 255)
-    return {"path": path, "fused": fused[:, 1:511, 1:511], "pan": pan[1:511, 1:511],
-            "ms": ms_area, "folder": folder}
+    ms_area = _warp(sample_ms, gt[0], gt[3], 30.0, 256, 256)
+    return {"path": path, "fused": fused, "pan": pan, "ms": ms_area, "folder": folder}
 
 
 # --- geometry helpers ------------------------------------------------------------------
@@ -172,8 +171,8 @@ def test_no_reference_streamed_equals_whole_area(full_res, sample_ms, sample_pan
     res = A.assess(opts)
     expected = no_reference_metrics(full_res["fused"], full_res["ms"], full_res["pan"], 2)
     assert res.mode == "no-reference" and res.ratio == 2
-    assert (res.grid.width, res.grid.height) == (510, 510)
-    assert res.details["tiles_lr"] == expected["tiles_lr"] == 49
+    assert (res.grid.width, res.grid.height) == (512, 512)
+    assert res.details["tiles_lr"] == expected["tiles_lr"] == 64
     _assert_close(res.metrics, {"D_LAMBDA": expected["d_lambda"], "D_S": expected["d_s"],
                                 "QNR": expected["qnr"]}, ("D_LAMBDA", "D_S", "QNR"))
     assert all(math.isnan(res.metrics[k]) for k in ("Q2N", "SAM", "ERGAS", "SCC", "PSNR"))
@@ -192,18 +191,18 @@ def test_no_reference_with_mask_and_nodata(full_res, sample, sample_ms, sample_p
     mask_path = _write(tmp_path / "mask.tif", mask, ms_gt, sample["wkt"], gdal.GDT_Byte)
     res = A.assess(A.AssessOptions(fused=path, pan=str(sample_pan), ms=str(sample_ms),
                                    mask=mask_path, window=128))
-    valid = np.ones((510, 510), bool)
-    valid[299:339, 19:89] = False  # area pixels = PAN pixels - 1
-    # MS pixel (j, i) covers PAN pixels 2j - 0.5 .. 2j + 1.5 (centre 2j + 0.5):
-    # nearest-neighbour puts area pixel a (PAN a + 1) in MS pixel floor((a + 1.5) / 2).
-    idx = (np.arange(510) + 1.5) // 2
+    valid = np.ones((512, 512), bool)
+    valid[300:340, 20:90] = False  # area pixels = PAN pixels
+    # MS pixel j covers PAN pixels 2j + 0.5 .. 2j + 2.5: nearest-neighbour puts
+    # PAN pixel a (centre a + 0.5) in MS pixel floor(a / 2).
+    idx = np.arange(512) // 2
     mask_area = mask[idx.astype(int)][:, idx.astype(int)].astype(bool)
     valid &= mask_area
     expected = no_reference_metrics(
         np.where(valid, full_res["fused"], np.nan), full_res["ms"], full_res["pan"], 2,
         valid=valid,
     )
-    assert res.details["tiles_lr"] == expected["tiles_lr"] < 49
+    assert res.details["tiles_lr"] == expected["tiles_lr"] < 64
     _assert_close(res.metrics, {"QNR": expected["qnr"], "D_S": expected["d_s"]}, ("QNR", "D_S"))
 
 

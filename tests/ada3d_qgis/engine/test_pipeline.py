@@ -114,11 +114,22 @@ def test_run_writes_the_bilinear_result_of_an_untrained_model(
     )
     assert gdal.GetCacheMax() == before
     assert max(fb.cache) == (0 if starved else pipeline.GDAL_CACHE_MIN_BYTES) < before
-    assert result.output == out and result.tiles == 9 and os.listdir(tmp_path) == ["fused.tif"]
+    # The small pair's MS covers all 98 x 98 PAN pixels (centres on its edge count).
+    assert (result.width, result.height) == (98, 98)
+    assert result.tiles == 16 == len(tile_grid(98, 98, 48, 12, 2))
+    assert result.output == out and os.listdir(tmp_path) == ["fused.tif"]
     assert fb.progress[-1] == pytest.approx(100) and fb.progress == sorted(fb.progress)
     assert any(line.startswith("Model: ") for line in fb.log)
     assert any("CPUExecutionProvider" in line for line in fb.log)
-    assert any(line.startswith("Tiles: 9 of 48 x 48 px (at most 48)") for line in fb.log)
+    assert any(line.startswith("Tiling: 16 windows of 44 x 44 px (at most 48)")
+               for line in fb.log)
+    # Tile counts agree: the summary and the ETA lines count the same 16 tiles.
+    assert any(line.startswith("Output: 98 x 98 px") and "; 16 tile(s)." in line
+               for line in fb.log)
+    etas = [line for line in fb.log if line.startswith("Tile ") and "left" in line]
+    assert etas and all(line.split()[1].endswith("/16;") for line in etas)
+    assert any(line.startswith("Done in ") and "megapixels per second" in line
+               for line in fb.log)
     # Expected, computed independently: bilinear upsampling of the MS on the
     # r x PAN grid (as GDAL resamples it), rounded to uint16.
     pan_ds, ms_ds = rio.open_raster(str(pan), "p"), rio.open_raster(str(ms), "m")
@@ -173,16 +184,16 @@ def test_a_run_in_batches_of_tiles_writes_the_same_file(tmp_path, small, random_
 
     def batched(path, device):
         model = real_open(path, device)
-        per_tile = ses.TILE_BUDGET_MIB * 2**20 * 48 * 48 / model.metadata.tile_size**2
-        model.batch_memory = int(4.5 * per_tile)  # four 48 x 48 windows fit
+        per_tile = ses.TILE_BUDGET_MIB * 2**20 * 44 * 44 / model.metadata.tile_size**2
+        model.batch_memory = int(4.5 * per_tile)  # four of the 44 x 44 windows fit
         return model
 
     monkeypatch.setattr(pipeline, "open_session", batched)
     fb = Quiet()
     result = run(RunOptions(str(pan), str(ms), str(tmp_path / "four.tif"), **opts), fb)
-    assert result.tiles == 9 and fb.progress[-1] == pytest.approx(100)
-    assert any(line.startswith("Tiles: 9 of 48 x 48") and "; 4 tiles per model run" in line
-               for line in fb.log)
+    assert result.tiles == 16 and fb.progress[-1] == pytest.approx(100)
+    assert any(line.startswith("Tiling: 16 windows of 44 x 44")
+               and "; 4 tiles per model run" in line for line in fb.log)
     one = gdal.Open(str(tmp_path / "one.tif")).ReadAsArray().astype(np.int64)
     four = gdal.Open(str(tmp_path / "four.tif")).ReadAsArray().astype(np.int64)
     assert one.std() > 10  # a generic network: tiles differ

@@ -13,23 +13,68 @@ def _ds(path):
     return rio.open_raster(str(path), "test")
 
 
-def test_output_window_on_the_sample_keeps_whole_pan_pixels_inside_the_ms(sample_pan, sample_ms):
+def test_output_window_on_the_sample_is_every_pan_pixel_the_ms_covers(sample_pan, sample_ms):
     pan_ds, ms_ds = _ds(sample_pan), _ds(sample_ms)
     pan, ms = rio.grid_of(pan_ds, "pan"), rio.grid_of(ms_ds, "ms")
     col, row, width, height = rio.output_window(pan, ms, 2)
-    # Brute force: a PAN pixel counts when it lies wholly inside the MS footprint.
+    # Brute force: a PAN pixel counts when its centre lies on the MS footprint
+    # (edges included), as gdal:pansharp's extent.
     inside_c = [
         c for c in range(pan.width)
-        if pan.x0 + c * pan.dx >= ms.x0 - 1e-6 and pan.x0 + (c + 1) * pan.dx <= ms.x1 + 1e-6
+        if ms.x0 - 1e-6 <= pan.x0 + (c + 0.5) * pan.dx <= ms.x1 + 1e-6
     ]
     inside_r = [
         r for r in range(pan.height)
-        if pan.y0 - r * pan.dy <= ms.y0 + 1e-6 and pan.y0 - (r + 1) * pan.dy >= ms.y1 - 1e-6
+        if ms.y1 - 1e-6 <= pan.y0 - (r + 0.5) * pan.dy <= ms.y0 + 1e-6
     ]
-    assert (col, row) == (inside_c[0], inside_r[0])
-    assert width == len(inside_c) - len(inside_c) % 2
-    assert height == len(inside_r) - len(inside_r) % 2
+    assert (col, row, width, height) == (inside_c[0], inside_r[0], len(inside_c), len(inside_r))
+    # The sample's MS sits half a PAN pixel off: the whole 512 x 512 PAN is covered.
+    assert (col, row, width, height) == (0, 0, 512, 512)
     assert rio.input_ratio(pan_ds, ms_ds) == pytest.approx(2.0)
+
+
+def test_an_output_of_odd_size_reads_inputs_past_its_edges(sample_pan, sample_ms, tmp_path):
+    """A 511 px PAN (odd, not whole 2 x 2 blocks): the output is 511 px, the
+    work grid 512; reads past the PAN give NaN, MS cells past its footprint
+    repeat the edge cell."""
+    pan_path = tmp_path / "pan511.tif"
+    gdal.Translate(str(pan_path), str(sample_pan), srcWin=[0, 0, 511, 509])
+    pan_ds, ms_ds = _ds(pan_path), _ds(sample_ms)
+    inputs = rio.align_inputs(pan_ds, 1, ms_ds, [1, 2, 3, 4], 2)
+    try:
+        assert (inputs.output.width, inputs.output.height) == (511, 509)
+        assert (inputs.grid.width, inputs.grid.height) == (512, 510)
+        pan = inputs.read_pan(500, 500, 12, 10)
+        assert np.isnan(pan[:, 11]).all() and np.isnan(pan[9]).all()
+        assert np.isfinite(pan[:9, :11]).all()
+        ms = inputs.read_ms(250, 250, 6, 5)
+        assert ms.shape == (4, 5, 6) and np.isfinite(ms).all()
+        assert inputs.ms_cols == (0, 256) and inputs.ms_rows == (0, 255)
+        far = inputs.read_ms(254, 253, 4, 4)
+        np.testing.assert_array_equal(far[:, :, 2], far[:, :, 1])
+        np.testing.assert_array_equal(far[:, 2, :], far[:, 1, :])
+    finally:
+        inputs.close()
+
+
+def test_ms_cells_past_the_footprint_repeat_the_last_one_inside(sample_pan, sample_ms, tmp_path):
+    """The MS ends mid-block at ratio 4: the output still has every PAN pixel
+    whose centre it covers, and no gap where the last block's centre is past it."""
+    ms_path = tmp_path / "ms_cut.tif"
+    gdal.Translate(str(ms_path), str(sample_ms), srcWin=[0, 0, 100, 256])
+    pan_ds, ms_ds = _ds(sample_pan), _ds(ms_path)
+    # Ratio 4 on the ratio-2 sample: only the geometry matters here.
+    inputs = rio.align_inputs(pan_ds, 1, ms_ds, [1, 2], 4)
+    try:
+        # The MS edge is at 200.5 PAN pixels: it covers PAN centres 0.5 .. 200.5.
+        assert inputs.output.width == 201 and inputs.grid.width == 204
+        # The cell over PAN columns 200-203 has its centre at 202, past the edge.
+        assert inputs.ms_cols == (0, 50)
+        ms = inputs.read_ms(48, 0, 3, 8)
+        assert np.isfinite(ms).all()
+        np.testing.assert_array_equal(ms[:, :, 2], ms[:, :, 1])
+    finally:
+        inputs.close()
 
 
 def test_aligned_ms_is_the_sample_shifted_by_a_quarter_pixel(sample_pan, sample_ms):
@@ -40,29 +85,29 @@ def test_aligned_ms_is_the_sample_shifted_by_a_quarter_pixel(sample_pan, sample_
         assert inputs.bands == 4 and "cubic" in inputs.resampling
         ms = inputs.read_ms(0, 0, g.width // 2, g.height // 2).astype(np.float64)
         src = ms_ds.ReadAsArray().astype(np.float64)
-        # Target MS pixel j is centred on source pixel coordinate j + 0.25 (the
-        # grids are a quarter of an MS pixel apart). Reference: Keys' cubic
-        # convolution (a = -0.5) at that position, computed here.
+        # The aligned grid starts on PAN pixel 0, half a PAN pixel (a quarter of
+        # an MS pixel) before the MS: target pixel j is centred on source pixel
+        # j - 0.25. Reference: Keys' cubic convolution (a = -0.5) there.
         def keys(x, a=-0.5):
             x = abs(x)
             if x <= 1:
                 return (a + 2) * x**3 - (a + 3) * x**2 + 1
             return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
 
-        taps = [keys(1.25), keys(0.25), keys(0.75), keys(1.75)]  # source j-1 .. j+2
+        taps = [keys(1.75), keys(0.75), keys(0.25), keys(1.25)]  # source j-2 .. j+1
         n = ms.shape[1] - 4
         ref = sum(
             wy * wx * src[:, i : i + n, k : k + n]
             for i, wy in enumerate(taps)
             for k, wx in enumerate(taps)
         )
-        inner = ms[:, 1 : 1 + n, 1 : 1 + n]
+        inner = ms[:, 2 : 2 + n, 2 : 2 + n]
         assert np.abs(inner - ref).max() < 0.01
         # Control: the unshifted source is far off, so the check above has teeth.
-        assert np.abs(inner - src[:, 1 : 1 + n, 1 : 1 + n]).mean() > 50
+        assert np.abs(inner - src[:, 2 : 2 + n, 2 : 2 + n]).mean() > 50
         assert inputs.ms_descriptions[0].startswith("Blue")
         pan = inputs.read_pan(0, 0, g.width, g.height)
-        assert np.array_equal(pan, pan_ds.ReadAsArray()[1 : 1 + g.height, 1 : 1 + g.width])
+        assert np.array_equal(pan, pan_ds.ReadAsArray()[: g.height, : g.width])
     finally:
         inputs.close()
 
@@ -185,8 +230,8 @@ def test_pan_nodata_reads_as_nan(tmp_path, sample_pan, sample_ms):
     inputs = rio.align_inputs(_ds(pan), 1, _ds(sample_ms), [1], 2)
     try:
         got = inputs.read_pan(0, 0, 64, 64)
-        # The output window starts at PAN pixel (1, 1).
-        assert np.isnan(got[9:19, 29:39]).all()
+        # The output window starts at PAN pixel (0, 0).
+        assert np.isnan(got[10:20, 30:40]).all()
         assert np.isfinite(got).sum() == 64 * 64 - 100
     finally:
         inputs.close()
