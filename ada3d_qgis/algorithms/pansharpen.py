@@ -28,6 +28,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
+from ..compat import FILE_BEHAVIOR_FILE, NUMBER_INTEGER, PARAMETER_FLAG_ADVANCED
 from ..engine import Ada3DError, Cancelled
 from ..engine.raster_io import parse_options
 from ..icons import icon
@@ -136,7 +137,7 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterFile(
                 self.MODEL,
                 _tr("Model (.onnx)"),
-                QgsProcessingParameterFile.File,
+                FILE_BEHAVIOR_FILE,
                 "onnx",
                 optional=True,
                 fileFilter="ONNX models (*.onnx)",
@@ -155,7 +156,7 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterNumber(
                 self.TILE_SIZE,
                 _tr("Tile size (panchromatic pixels, 0 = model default)"),
-                QgsProcessingParameterNumber.Integer,
+                NUMBER_INTEGER,
                 0,
                 minValue=0,
             ),
@@ -169,7 +170,7 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterNumber(
                 self.OVERLAP,
                 _tr("Tile overlap (panchromatic pixels, 0 = model default)"),
-                QgsProcessingParameterNumber.Integer,
+                NUMBER_INTEGER,
                 0,
                 minValue=0,
             ),
@@ -210,7 +211,7 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
     def _add(self, param: QgsProcessingParameterDefinition, help_text: str, advanced=False):
         param.setHelp(_tr(help_text))
         if advanced:
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            param.setFlags(param.flags() | PARAMETER_FLAG_ADVANCED)
         self.addParameter(param)
 
     # ----------------------------------------------------------------- running
@@ -281,7 +282,7 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
 
 def _explicitly_empty(value) -> bool:
     """An empty list or string given on purpose (None means "not set": all bands)."""
-    return isinstance(value, list | tuple | str) and len(value) == 0
+    return isinstance(value, (list, tuple, str)) and len(value) == 0
 
 
 def _driver_for(path: str) -> str:

@@ -67,7 +67,7 @@ def _name_matches(meta: ModelMetadata, descriptions: Sequence[str]) -> int:
     """How many selected MS bands are described by the model's band name."""
     return sum(
         1
-        for name, text in zip(meta.band_names, descriptions, strict=False)
+        for name, text in zip(meta.band_names, descriptions)
         if name and text and name.lower() in text.lower()
     )
 

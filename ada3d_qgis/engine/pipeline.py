@@ -177,7 +177,7 @@ def fuse_tiles(
     fused, own = model.run_batch(ms_n.astype(np.float32), pan_n.astype(np.float32),
                                  context, weight)
     out = []
-    for k, (tile, (_, _, ms_valid, pan_valid)) in enumerate(zip(tiles, read, strict=True)):
+    for k, (tile, (_, _, ms_valid, pan_valid)) in enumerate(zip(tiles, read)):
         rows, cols = tile.core_slices
         values = denormalise(fused[k][:, rows, cols], stats.ms)
         valid = (ms_valid.repeat(r, axis=1).repeat(r, axis=2)[:, rows, cols]
@@ -441,7 +441,7 @@ def _run_aligned(
         for batch in batches(tiles, per_run):
             check_cancel(feedback)
             for tile, fused in zip(
-                batch, fuse_tiles(model, inputs, batch, stats, context, weight), strict=True
+                batch, fuse_tiles(model, inputs, batch, stats, context, weight)
             ):
                 _write_tile(writer, tile, fused, gdal_type, nodata)
                 progress.tile()
