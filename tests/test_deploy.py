@@ -1,7 +1,7 @@
 """`make deploy`'s script on a throw-away QGIS profile: the plugin is unpacked
-and enabled, onnxruntime is installed into the plugin-owned folder with QGIS's
-own Python, plain `qgis_process.bin list` then shows the provider, and the
-deployed plugin runs a model."""
+and enabled, the dependency plan of this machine is installed into the
+plugin-owned folder with QGIS's own Python, plain `qgis_process.bin list`
+then shows the provider, and the deployed plugin runs a model."""
 
 from __future__ import annotations
 
@@ -27,7 +27,13 @@ def test_deploy_makes_the_provider_visible_to_qgis_process(tmp_path, tiny_model,
     assert (plugin / "metadata.txt").is_file() and not (plugin / "metadata.txt").is_symlink()
     assert "ada3d_qgis=true" in (profile / "QGIS" / "QGIS3.ini").read_text()
     deps = profile / "ada3d_qgis_deps" / f"py{sys.version_info.major}{sys.version_info.minor}"
-    assert (deps / "onnxruntime" / "__init__.py").is_file()
+    active = deps / (deps / "active.txt").read_text().strip()
+    assert (active / "onnxruntime" / "__init__.py").is_file()
+    # The plan for this machine, and only it: never the CPU and GPU builds together.
+    plan = subprocess.run([sys.executable, "-m", "ada3d_qgis.dependencies", "plan"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    installed = {p.name.split("-")[0].replace("_", "-") for p in active.glob("*.dist-info")}
+    assert installed == {r.split("==")[0].replace("_", "-") for r in plan}
 
     env = dict(env, QGIS_CUSTOM_CONFIG_PATH=str(config), QT_QPA_PLATFORM="offscreen")
     listing = subprocess.run([qgis_process_exe(), "list", "--json"], env=env,
