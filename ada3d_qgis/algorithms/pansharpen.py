@@ -1,14 +1,18 @@
 """The "Ada3D Pansharpen" Processing algorithm (``ada3d:pansharpen``).
 
-A thin shell over :mod:`ada3d_qgis.engine.pipeline`: it turns Processing
-parameters into :class:`~ada3d_qgis.engine.pipeline.RunOptions` (in
+A thin shell over :mod:`ada3d_qgis.engine.pipeline`: it refuses what can be
+known before a run (``checkParameterValues``: the engine's preflight), turns
+Processing parameters into :class:`~ada3d_qgis.engine.pipeline.RunOptions` (in
 ``prepareAlgorithm``, on the main thread, where layers may be touched), runs the
-engine (in ``processAlgorithm``, possibly on a worker thread) and turns the
-engine's errors into ``QgsProcessingException``.
+engine (in ``processAlgorithm``, possibly on a worker thread, where the output is
+also resolved and registered for loading: see :mod:`.result_layer`) and turns
+the engine's errors into ``QgsProcessingException``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 from qgis.core import (
@@ -32,22 +36,45 @@ from ..compat import FILE_BEHAVIOR_FILE, NUMBER_INTEGER, PARAMETER_FLAG_ADVANCED
 from ..engine import Ada3DError, Cancelled
 from ..engine.raster_io import parse_options
 from ..icons import icon
+from .help import guide_url, paragraphs
+from .result_layer import layer_name, register_output
 
 DEVICES = ("auto", "cuda", "cpu")
 DEVICE_LABELS = ("Auto (CUDA when it really runs, else CPU)", "CUDA", "CPU")
 
 SHORT_HELP = """<p>Pansharpens a multispectral raster with a panchromatic raster using
 Ada3D, a deep network with adaptive 3-D convolutions, run by onnxruntime.</p>
-<p>The output lies on the panchromatic grid (its CRS and pixel size) over the area
-both rasters cover, with one band per selected multispectral band, their
-descriptions and data type, and their nodata. The multispectral raster is first
-resampled (cubic) onto the exact grid of r x r panchromatic pixels, and reprojected
-when its CRS differs.</p>
+<p>The output lies on the panchromatic grid (its CRS and pixel size) and covers
+every panchromatic pixel whose centre lies on the multispectral raster's footprint
+(edges included, as GDAL's Pansharpening), with one band per selected
+multispectral band, their descriptions and data type, and their nodata. The
+multispectral raster is first resampled (cubic) onto the exact grid of r x r
+panchromatic pixels, and reprojected when its CRS differs.</p>
 <p>The model is chosen from the installed ones by the number of selected bands and
 the pixel-size ratio (the log says which and why), or given as an .onnx file. Large
 rasters are processed tile by tile with a scene-wide context, so memory stays
 bounded and tiles join without seams.</p>
-<p>Cancel at any time: nothing is written until the result is complete.</p>"""
+<p>Cancel at any time: nothing is written until the result is complete. The
+result is added to the map in true colour (the model's red, green and blue
+bands) with a cumulative-cut stretch.</p>"""
+
+
+@lru_cache(maxsize=1)
+def _shipped_default(key: str) -> str:
+    """The shipped models' ``key`` (tile_size, overlap) for the help, e.g.
+    "256 px"; empty when they disagree or cannot be read."""
+    try:
+        from ..engine.models import shipped_models
+
+        values = {getattr(meta, key) for _, meta in shipped_models()}
+    except Exception:  # a missing onnxruntime must not break the dialog
+        return ""
+    return f"{values.pop()} px" if len(values) == 1 else ""
+
+
+def _default_label(label: str, key: str) -> str:
+    value = _shipped_default(key)
+    return f"{label} (0 = the model's{', ' + value if value else ''})"
 
 
 def _tr(text: str) -> str:
@@ -72,6 +99,7 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
     def __init__(self) -> None:
         super().__init__()
         self._opts = None
+        self._layer_name = ""
 
     # ----------------------------------------------------------------- identity
 
@@ -94,7 +122,10 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
         return ["pansharpening", "fusion", "deep learning", "onnx", "ada3d", "landsat"]
 
     def shortHelpString(self) -> str:
-        return _tr(SHORT_HELP)
+        return paragraphs(_tr(SHORT_HELP))
+
+    def helpUrl(self) -> str:
+        return guide_url("ada3d-pansharpen")
 
     def createInstance(self) -> PansharpenAlgorithm:
         return PansharpenAlgorithm()
@@ -155,7 +186,7 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
         self._add(
             QgsProcessingParameterNumber(
                 self.TILE_SIZE,
-                _tr("Tile size (panchromatic pixels, 0 = model default)"),
+                _default_label(_tr("Tile size, panchromatic pixels"), "tile_size"),
                 NUMBER_INTEGER,
                 0,
                 minValue=0,
@@ -169,7 +200,7 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
         self._add(
             QgsProcessingParameterNumber(
                 self.OVERLAP,
-                _tr("Tile overlap (panchromatic pixels, 0 = model default)"),
+                _default_label(_tr("Tile overlap, panchromatic pixels"), "overlap"),
                 NUMBER_INTEGER,
                 0,
                 minValue=0,
@@ -216,7 +247,40 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
 
     # ----------------------------------------------------------------- running
 
+    def checkParameterValues(self, parameters, context):
+        """Refuse before the dialog starts a run what can be known without one:
+        the same layer twice, no overlap, no model for the bands and ratio, a
+        missing onnxruntime (the engine's preflight; no pixel is read)."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        pan = self.parameterAsRasterLayer(parameters, self.PANCHROMATIC, context)
+        ms = self.parameterAsRasterLayer(parameters, self.SPECTRAL, context)
+        if pan is not None and ms is not None and (
+            pan.id() == ms.id() or pan.source() == ms.source()
+        ):
+            return False, _tr(
+                f"The panchromatic and multispectral inputs are the same layer "
+                f"({ms.name()}); choose the panchromatic layer as 'Panchromatic raster' "
+                "(both inputs start as the layer selected in the Layers panel)."
+            )
+        from ..engine.pipeline import preflight
+
+        try:
+            preflight(self._options(parameters, context))
+        except (Ada3DError, QgsProcessingException) as exc:
+            return False, str(exc)
+        return True, ""
+
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:
+        self._opts = self._options(parameters, context)
+        ms = self.parameterAsRasterLayer(parameters, self.SPECTRAL, context)
+        self._layer_name = layer_name(ms.name() if ms is not None else Path(self._opts.ms).stem)
+        return True
+
+    def _options(self, parameters, context):
+        """RunOptions from the parameters, without the output: the output is
+        resolved where the layer to load is registered (processAlgorithm)."""
         from ..engine.pipeline import RunOptions
 
         pan = self._raster_path(parameters, self.PANCHROMATIC, context, "panchromatic")
@@ -226,37 +290,39 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(
                 _tr("The multispectral band selection is empty; select at least one band.")
             )
-        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         try:
             options = parse_options(self.parameterAsString(parameters, self.OPTIONS, context))
         except Ada3DError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        self._opts = RunOptions(
+        return RunOptions(
             pan=pan,
             ms=ms,
-            output=output,
+            output="",
             pan_band=self.parameterAsInt(parameters, self.PAN_BAND, context) or 1,
             ms_bands=bands or None,
             model=self.parameterAsFile(parameters, self.MODEL, context) or None,
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
-            driver=_driver_for(output),
             creation_options=options,
         )
-        return True
 
     def processAlgorithm(self, parameters, context, feedback):
         from ..engine.pipeline import run
 
+        # Resolved here, with the context this thread runs in, so that the
+        # layer to load survives a run in the dialog's worker thread.
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        opts = replace(self._opts, output=output, driver=_driver_for(output))
         try:
-            result = run(self._opts, feedback)
+            result = run(opts, feedback)
         except Cancelled as exc:
             raise QgsProcessingException(
                 _tr("Cancelled by the user; no output was written.")
             ) from exc
         except Ada3DError as exc:
             raise QgsProcessingException(str(exc)) from exc
+        register_output(context, str(result.output), self._layer_name, result.band_names)
         return {
             self.OUTPUT: str(result.output),
             self.MODEL_USED: str(result.model),

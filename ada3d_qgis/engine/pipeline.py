@@ -26,19 +26,19 @@ import numpy as np
 from ..core.normalise import BandStats, RunningStats, denormalise, normalise
 from . import Ada3DError
 from .feedback import Feedback, PrintFeedback, check_cancel, detail, duration, info, warn
-from .models import choose_model
+from .models import ModelChoice, choose_model
 from .raster_io import (
     AlignedInputs,
+    InputPair,
     OutputWriter,
     align_inputs,
-    check_bands,
     check_output_folder,
     choose_nodata,
     driver_for_path,
     gdal_cache_limit,
     gdal_type_named,
-    input_ratio,
-    open_raster,
+    open_pair,
+    prepare_output,
     quiet_gdal,
     row_sweep_bytes,
     to_output,
@@ -89,6 +89,8 @@ class RunResult:
     width: int
     height: int
     seconds: float
+    #: The model's name for each output band (e.g. B, G, R, NIR).
+    band_names: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -340,6 +342,25 @@ class _Progress:
             )
 
 
+@dataclass
+class Preflight:
+    """What can be known before any work: the checked inputs and the model."""
+
+    pair: InputPair
+    choice: ModelChoice
+
+
+def preflight(opts: RunOptions) -> Preflight:
+    """Open and check both inputs, choose the model and check that the rasters
+    overlap; raises Ada3DError with the sentence for the user. Cheap (no pixel
+    is read), so the algorithm dialog calls it before it starts a run."""
+    with quiet_gdal():
+        pair = open_pair(opts.pan, opts.ms, opts.pan_band, opts.ms_bands)
+        choice = choose_model(len(pair.ms_bands), pair.ratio, opts.model, pair.descriptions)
+        pair.check_overlap(choice.metadata.ratio)
+    return Preflight(pair, choice)
+
+
 def run(opts: RunOptions, feedback: Feedback | None = None) -> RunResult:
     """Pansharpen ``opts.ms`` with ``opts.pan`` into ``opts.output``.
 
@@ -349,22 +370,19 @@ def run(opts: RunOptions, feedback: Feedback | None = None) -> RunResult:
     feedback = feedback or PrintFeedback()
     start = time.monotonic()
     with quiet_gdal(), gdal_cache_limit(GDAL_CACHE_BYTES):
-        pan_ds = open_raster(opts.pan, "panchromatic")
-        ms_ds = open_raster(opts.ms, "multispectral")
-        ms_bands = (
-            list(range(1, ms_ds.RasterCount + 1)) if opts.ms_bands is None else list(opts.ms_bands)
-        )
-        check_bands(pan_ds, [opts.pan_band], "panchromatic")
-        check_bands(ms_ds, ms_bands, "multispectral")
-        descriptions = [ms_ds.GetRasterBand(b).GetDescription() for b in ms_bands]
-        choice = choose_model(len(ms_bands), input_ratio(pan_ds, ms_ds), opts.model, descriptions)
+        checked = preflight(opts)
+        pair, choice = checked.pair, checked.choice
+        notes = prepare_output(opts.output, opts.driver, pair, choice.metadata.ratio,
+                               choice.metadata.output_dtype, opts.creation_options)
         info(feedback, f"Model: {choice.path.name}, {choice.reason}.")
         model = open_session(choice.path, opts.device)
         info(feedback, f"Device: {model.device_note}.")
         detail(feedback, f"onnxruntime execution provider: {model.provider}.")
-        inputs = align_inputs(pan_ds, opts.pan_band, ms_ds, ms_bands, choice.metadata.ratio)
-        for note in inputs.notes:
-            feedback.pushInfo(note)
+        inputs = align_inputs(
+            pair.pan_ds, pair.pan_band, pair.ms_ds, pair.ms_bands, choice.metadata.ratio
+        )
+        for note in [*notes, *inputs.notes]:
+            info(feedback, note)
         try:
             return _run_aligned(opts, feedback, model, inputs, start)
         finally:
@@ -463,4 +481,5 @@ def _run_aligned(
         out_grid.width,
         out_grid.height,
         seconds,
+        list(model.metadata.band_names),
     )

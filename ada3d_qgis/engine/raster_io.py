@@ -13,9 +13,14 @@ current thread, checks return values and reports GDAL's last message.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
+import re
 import secrets
+import shutil
+import socket
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +62,8 @@ def quiet_gdal() -> Iterator[None]:
 
 
 def _gdal_message(default: str = "") -> str:
-    msg = (gdal.GetLastErrorMsg() or "").strip()
+    # GDAL wraps some messages over lines; a sentence for the log needs one.
+    msg = " ".join((gdal.GetLastErrorMsg() or "").split())
     return msg or default
 
 
@@ -488,6 +494,67 @@ def input_ratio(pan_ds: gdal.Dataset, ms_ds: gdal.Dataset) -> float:
     return measured_ratio(pan, grid_in_crs(ms_ds, "multispectral", pan.crs_wkt))
 
 
+@dataclass
+class InputPair:
+    """Both inputs opened and checked: bands exist, the MS band descriptions,
+    the measured pixel-size ratio and the grids (MS in the PAN's CRS)."""
+
+    pan_ds: gdal.Dataset
+    pan_band: int
+    ms_ds: gdal.Dataset
+    ms_bands: list[int]
+    descriptions: list[str]
+    pan_grid: Grid
+    ms_grid: Grid
+    ratio: float
+
+    @property
+    def ms_type(self) -> int:
+        """GDAL data type of the first selected MS band."""
+        band = self.ms_ds.GetRasterBand(self.ms_bands[0])
+        gdal_type = band.DataType
+        del band  # a band must not outlive its dataset (GDAL 3.6 bindings)
+        return gdal_type
+
+    def check_overlap(self, ratio: int) -> None:
+        """Raise a sentence when the rasters share no MS pixel at ``ratio``."""
+        output_window(self.pan_grid, self.ms_grid, ratio)
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two GDAL sources name the same file (or the same connection string)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return str(a) == str(b)
+
+
+def open_pair(
+    pan: str, ms: str, pan_band: int = 1, ms_bands: Sequence[int] | None = None
+) -> InputPair:
+    """Open and check the PAN and MS rasters (``ms_bands`` None: all bands)."""
+    if same_file(pan, ms):
+        raise Ada3DError(
+            f"The panchromatic and multispectral inputs are the same raster ({Path(ms).name}); "
+            "choose the panchromatic band's file as the panchromatic input and the "
+            "multispectral image as the multispectral input."
+        )
+    pan_ds = open_raster(pan, "panchromatic")
+    ms_ds = open_raster(ms, "multispectral")
+    bands = list(range(1, ms_ds.RasterCount + 1)) if ms_bands is None else list(ms_bands)
+    check_bands(pan_ds, [pan_band], "panchromatic")
+    check_bands(ms_ds, bands, "multispectral")
+    descriptions = []
+    for b in bands:
+        band = ms_ds.GetRasterBand(b)
+        descriptions.append(band.GetDescription())
+        del band  # a band must not outlive its dataset (GDAL 3.6 bindings)
+    pan_grid = grid_of(pan_ds, "panchromatic")
+    ms_grid = grid_in_crs(ms_ds, "multispectral", pan_grid.crs_wkt)
+    return InputPair(pan_ds, pan_band, ms_ds, bands, descriptions, pan_grid, ms_grid,
+                     measured_ratio(pan_grid, ms_grid))
+
+
 def align_inputs(
     pan_ds: gdal.Dataset,
     pan_band: int,
@@ -675,7 +742,10 @@ def driver_for_path(path: str) -> str:
         if meta.get(gdal.DCAP_RASTER) == "YES" and writable:
             if ext in (meta.get(gdal.DMD_EXTENSIONS) or "").lower().split():
                 return drv.ShortName
-    raise Ada3DError(f"No GDAL raster format that can be written uses the extension .{ext}.")
+    raise Ada3DError(
+        f"No GDAL raster format that can be written uses the extension .{ext}; give the "
+        f"output the extension of a raster format, for example .tif ({SAFE_FORMAT})."
+    )
 
 
 def check_output_folder(path: str) -> Path:
@@ -689,6 +759,315 @@ def check_output_folder(path: str) -> Path:
     if target.is_dir():
         raise Ada3DError(f"The output {target} is a folder; give a file name.")
     return folder
+
+
+def output_data_type(declared: str, ms_type: int) -> int:
+    """The output's GDAL type: the model's declared one, else the MS's."""
+    return gdal_type_named(declared) if declared else ms_type
+
+
+def check_output(
+    path: str,
+    driver: str | None,
+    inputs: dict[str, gdal.Dataset],
+    bands: int,
+    gdal_type: int,
+    options: Sequence[str] = (),
+) -> str:
+    """Everything about the output that can be known before any work: its
+    folder, that it is none of the ``inputs`` (named by role), and that its
+    format holds the result. Returns the GDAL driver's short name."""
+    check_output_folder(path)
+    check_not_an_input(path, inputs)
+    return check_output_format(path, driver, bands, gdal_type, options)
+
+
+def prepare_output(
+    path: str,
+    driver: str | None,
+    pair: InputPair,
+    ratio: int,
+    declared_type: str = "",
+    options: Sequence[str] = (),
+) -> list[str]:
+    """Check the output of a run on ``pair`` at ``ratio`` before any work (see
+    :func:`check_output`, and that its folder has room for it;
+    ``declared_type``: the model's output type, empty for the MS's), then
+    remove what interrupted runs left in its folder. Returns log lines."""
+    gdal_type = output_data_type(declared_type, pair.ms_type)
+    inputs = {"panchromatic": pair.pan_ds, "multispectral": pair.ms_ds}
+    bands = len(pair.ms_bands)
+    driver = check_output(path, driver, inputs, bands, gdal_type, options)
+    note = remove_stale_temporaries(Path(path).parent)
+    _, _, width, height = output_window(pair.pan_grid, pair.ms_grid, ratio)
+    # The work grid is rounded up to whole r x r blocks.
+    width, height = -(-width // ratio) * ratio, -(-height // ratio) * ratio
+    check_free_space(path, width, height, bands, gdal_type, driver)
+    return [note] if note else []
+
+
+def check_not_an_input(path: str, inputs: dict[str, gdal.Dataset]) -> None:
+    """Refuse an output that would overwrite one of the ``inputs`` (or a file
+    GDAL reads with it)."""
+    if not Path(path).exists():
+        return
+    for role, ds in inputs.items():
+        for name in ds.GetFileList() or [ds.GetDescription()]:
+            if same_file(path, name):
+                raise Ada3DError(
+                    f"The output {path} is the {role} input raster (it would be overwritten); "
+                    "choose another output file name."
+                )
+
+
+#: What to suggest when a format cannot hold the result.
+SAFE_FORMAT = "GeoTIFF"
+#: Side of the probe raster written to test a format (px): 256 pixels, one per
+#: Byte value.
+_PROBE_SIDE = 16
+
+
+def check_output_format(
+    path: str,
+    driver: str | None,
+    bands: int,
+    gdal_type: int,
+    options: Sequence[str] = (),
+) -> str:
+    """The driver that writes ``path`` (``driver``, or the one its extension
+    names), or an Ada3DError naming the format and an alternative when it
+    cannot hold ``bands`` bands of ``gdal_type`` with their values and
+    georeferencing unchanged. A small probe raster is written with the same
+    driver and ``options`` and read back, so lossy, clipping, band-dropping and
+    georeferencing-losing formats are caught whatever they are."""
+    name = driver or driver_for_path(path)
+    drv = gdal.GetDriverByName(name)
+    if drv is None or drv.GetMetadataItem(gdal.DCAP_RASTER) != "YES":
+        raise Ada3DError(f"GDAL has no raster format named {name!r}; use {SAFE_FORMAT} (.tif).")
+    label = _format_label(drv, path)
+    if _write_mode(drv) is None:
+        raise Ada3DError(f"GDAL cannot write the {label} format; use {SAFE_FORMAT} (.tif).")
+    problem = _probe_format(drv, Path(path).suffix, bands, gdal_type, options)
+    if problem:
+        type_name = gdal.GetDataTypeName(gdal_type)
+        raise Ada3DError(
+            f"The {label} format cannot hold this result ({bands} band(s) of {type_name}): "
+            f"{problem}; use {SAFE_FORMAT} (.tif)."
+        )
+    return name
+
+
+def _format_label(drv: gdal.Driver, path: str) -> str:
+    """"JPEG JFIF (.jpg)": the format's long name and the output's extension."""
+    ext = Path(path).suffix or f".{drv.GetMetadataItem(gdal.DMD_EXTENSION) or ''}"
+    if ext == "." or f"({ext.lower()})" in drv.LongName.lower():
+        return drv.LongName
+    return f"{drv.LongName} ({ext})"
+
+
+def _write_mode(drv: gdal.Driver) -> str | None:
+    """"create" (window by window), "copy" (in one go), or None."""
+    if drv.GetMetadataItem(gdal.DCAP_CREATE) == "YES":
+        return "create"
+    if drv.GetMetadataItem(gdal.DCAP_CREATECOPY) == "YES":
+        return "copy"
+    return None
+
+
+def _probe_values(bands: int, gdal_type: int) -> np.ndarray:
+    """(bands, side, side) values spanning the type's range, different in every
+    band, so that clipping, lossy coding and band reordering all show."""
+    n = _PROBE_SIDE * _PROBE_SIDE
+    lo, hi = value_range(gdal_type)
+    if np.issubdtype(numpy_type(gdal_type), np.integer):
+        ramp = np.rint(np.linspace(lo, hi, n))
+    else:
+        # Fractions, negatives and values beyond the integer types' range.
+        ramp = np.linspace(-1.0e6, 1.0e6, n) + 0.37
+    planes = [np.roll(ramp, 37 * b) for b in range(bands)]
+    return np.stack(planes).reshape(bands, _PROBE_SIDE, _PROBE_SIDE).astype(numpy_type(gdal_type))
+
+
+def _probe_grid() -> Grid:
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32616)
+    return Grid(456322.5, 3403837.5, 15.0, 15.0, _PROBE_SIDE, _PROBE_SIDE, srs.ExportToWkt())
+
+
+def _probe_format(
+    drv: gdal.Driver, suffix: str, bands: int, gdal_type: int, options: Sequence[str]
+) -> str | None:
+    """Why ``drv`` cannot hold the probe raster (see :func:`check_output_format`), or None."""
+    values, grid = _probe_values(bands, gdal_type), _probe_grid()
+    with tempfile.TemporaryDirectory(prefix="ada3d-format-") as folder, quiet_gdal():
+        path = os.path.join(folder, "probe" + (suffix or ""))
+        problem = _write_probe(drv, path, values, grid, gdal_type, options)
+        if problem:
+            # GDAL's messages name the probe file, which means nothing to the user.
+            return problem.replace(f"{path}: ", "").replace(path, "the file")
+        back = gdal.Open(path)
+        if back is None:
+            return f"the file written cannot be read back ({_gdal_message('unknown error')})"
+        problem = _compare_probe(back, values, grid, gdal_type)
+        back = None
+    return problem
+
+
+def _write_probe(drv, path, values, grid, gdal_type, options) -> str | None:
+    """Write ``values`` the way :class:`OutputWriter` would; why not, or None."""
+    bands = values.shape[0]
+    source = gdal.GetDriverByName("MEM").Create("", grid.width, grid.height, bands, gdal_type)
+    if _write_mode(drv) == "create":
+        ds = drv.Create(path, grid.width, grid.height, bands, gdal_type, list(options))
+    else:
+        ds = source
+    if ds is None:
+        return f"GDAL refuses to create it ({_gdal_message('unknown error')})"
+    describe_dataset(ds, grid, [""] * bands, None)
+    for i in range(bands):
+        band = ds.GetRasterBand(i + 1)
+        err = band.WriteArray(values[i])
+        del band  # a band must not outlive its dataset (GDAL 3.6 bindings)
+        if err != gdal.CE_None:
+            return f"GDAL cannot write pixels into it ({_gdal_message('unknown error')})"
+    if ds is source:
+        ds = drv.CreateCopy(path, source, 0, list(options))
+        if ds is None:
+            return f"GDAL refuses to write it ({_gdal_message('unknown error')})"
+    gdal.ErrorReset()
+    ds = None
+    if gdal.GetLastErrorType() >= gdal.CE_Failure:
+        return f"GDAL fails to write it ({_gdal_message('unknown error')})"
+    return None
+
+
+def _compare_probe(back: gdal.Dataset, values: np.ndarray, grid: Grid, gdal_type: int):
+    """Why the probe read back differs from what was written, or None."""
+    bands = values.shape[0]
+    if back.RasterCount != bands:
+        return f"it stores {back.RasterCount} band(s), not {bands}"
+    band = back.GetRasterBand(1)
+    stored = band.DataType
+    del band  # a band must not outlive its dataset (GDAL 3.6 bindings)
+    if stored != gdal_type:
+        return f"it stores {gdal.GetDataTypeName(stored)} values"
+    data = back.ReadAsArray()
+    if data is None or not np.array_equal(data.reshape(values.shape), values):
+        return "it changes the pixel values (lossy compression or a narrower value range)"
+    gt = back.GetGeoTransform(can_return_null=True)
+    if gt is None or not np.allclose(gt, grid.geotransform) or not back.GetProjection():
+        return "it does not keep the georeferencing"
+    return None
+
+
+def output_bytes(width: int, height: int, bands: int, gdal_type: int) -> int:
+    """Size of the uncompressed output: an upper bound of what it takes on disk."""
+    return width * height * bands * max(gdal.GetDataTypeSize(gdal_type) // 8, 1)
+
+
+def free_bytes(folder: str | Path) -> int:
+    """Free space of the file system holding ``folder``."""
+    return shutil.disk_usage(folder).free
+
+
+#: Below this much free space after a failed write, the disk is taken as full
+#: (a GeoTIFF writes one compressed block of at most a few hundred KiB at a time).
+DISK_FULL_BYTES = 2**20
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def check_free_space(
+    path: str, width: int, height: int, bands: int, gdal_type: int, driver: str
+) -> None:
+    """Refuse a run whose output cannot fit the free space of its folder
+    (a format written in one go needs room for its intermediate GeoTIFF too)."""
+    size = output_bytes(width, height, bands, gdal_type)
+    drv = gdal.GetDriverByName(driver)
+    need = size if drv is None or _write_mode(drv) == "create" else 2 * size
+    folder = Path(path).parent
+    free = free_bytes(folder)
+    if free < need:
+        raise Ada3DError(
+            f"The output needs up to {_mib(need)} ({bands} band(s) of {width} x {height} "
+            f"pixels, {gdal.GetDataTypeSize(gdal_type) // 8} byte(s) each, before "
+            f"compression: an upper bound), but only {_mib(free)} are free in {folder}; free "
+            "some space or choose another folder."
+        )
+
+
+# --------------------------------------------------------------------------- temporaries
+
+
+#: Temporary outputs are named ".<name>.ada3d-tmp-<pid>-<host>-<token>...":
+#: the process id and host tag let a later run recognise a dead run's leftovers.
+_TEMP_NAME = re.compile(r"^\..*\.ada3d-tmp-(\d+)-([0-9a-f]{8})-[0-9a-f]{8}")
+
+
+def _host_tag() -> str:
+    """Eight hex digits naming this computer, so that a run never takes another
+    computer's live temporary file in a shared folder for a dead one."""
+    return hashlib.blake2s(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
+def temporary_prefix(target: Path) -> str:
+    """The hidden name stem of a new temporary output for ``target``."""
+    return f".{target.stem}.ada3d-tmp-{os.getpid()}-{_host_tag()}-{secrets.token_hex(4)}"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs on this computer (True when unsure)."""
+    if os.name == "nt":
+        return _windows_process_alive(pid)
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists but belongs to someone else, or cannot be asked
+    return True
+
+
+def _windows_process_alive(pid: int) -> bool:
+    # os.kill(pid, 0) would terminate the process on Windows.
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return kernel32.GetLastError() == 5  # ERROR_ACCESS_DENIED: it exists
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True
+        return code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+def remove_stale_temporaries(folder: str | Path) -> str | None:
+    """Remove the temporary outputs in ``folder`` left by runs of this
+    computer whose process no longer exists (killed, crashed); a log line
+    saying what was removed, or None."""
+    host, removed, size = _host_tag(), [], 0
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _TEMP_NAME.match(entry.name)
+            if not match or match.group(2) != host or process_alive(int(match.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                bytes_ = entry.stat().st_size
+                os.remove(entry.path)
+                removed.append(entry.name)
+                size += bytes_
+    if not removed:
+        return None
+    return (
+        f"Removed {len(removed)} temporary file(s) left in {folder} by an interrupted run "
+        f"({_mib(size)}): {', '.join(sorted(removed))}."
+    )
 
 
 class OutputWriter:
@@ -714,8 +1093,7 @@ class OutputWriter:
         if self.driver is None:
             raise Ada3DError(f"GDAL has no raster format named {driver!r}.")
         folder = check_output_folder(path)
-        token = secrets.token_hex(4)
-        self._prefix = f".{self.target.stem}.ada3d-tmp-{token}"
+        self._prefix = temporary_prefix(self.target)
         self.temp = folder / f"{self._prefix}{self.target.suffix}"
         self.user_options = list(options)
         self.direct = self.driver.GetMetadataItem(gdal.DCAP_CREATE) == "YES"
@@ -723,6 +1101,7 @@ class OutputWriter:
             raise Ada3DError(f"GDAL cannot write the {driver} format.")
         self.bands = len(descriptions)
         self.width, self.height = grid.width, grid.height
+        self.size = output_bytes(grid.width, grid.height, self.bands, gdal_type)
         if self.direct:
             write_driver, write_path = self.driver, self.temp
             write_options = self.user_options
@@ -738,11 +1117,11 @@ class OutputWriter:
                 str(write_path), grid.width, grid.height, self.bands, gdal_type, write_options
             )
             if ds is None:
-                self._cleanup()
-                raise Ada3DError(
-                    f"The output {self.target} cannot be written "
-                    f"({_gdal_message('the format refused the options or the folder')})."
+                error = self._failure(
+                    _gdal_message("the format refused the options or the folder")
                 )
+                self._cleanup()
+                raise error
         describe_dataset(ds, grid, descriptions, nodata)
         self.ds: gdal.Dataset | None = ds
 
@@ -762,9 +1141,24 @@ class OutputWriter:
                 err = band.WriteArray(block[i], x, y)
                 del band
                 if err != gdal.CE_None:
-                    raise Ada3DError(
-                        f"Writing the output failed ({_gdal_message('disk full?')})."
-                    )
+                    raise self._failure(_gdal_message("I/O error"))
+
+    def _failure(self, message: str, what: str = "Writing the output") -> Ada3DError:
+        """The error of a failed write; a full disk is named as the cause (GDAL's
+        own message says only that a write failed). Call before removing the
+        temporary file, which is what fills the disk."""
+        folder = self.target.parent
+        try:
+            free = free_bytes(folder)
+        except OSError:
+            free = DISK_FULL_BYTES
+        if free < DISK_FULL_BYTES:
+            return Ada3DError(
+                f"The disk holding {folder} is full ({_mib(free)} free), so the output could "
+                f"not be written; it needs up to {_mib(self.size)} (before compression). Free "
+                "some space or choose another folder."
+            )
+        return Ada3DError(f"{what} {self.target} failed ({message}).")
 
     def flush(self) -> None:
         if self.ds is not None:
@@ -778,8 +1172,9 @@ class OutputWriter:
             self.ds.FlushCache()
             self.ds = None
             if gdal.GetLastErrorType() >= gdal.CE_Failure:
+                error = self._failure(_gdal_message("I/O error"))
                 self.abort()
-                raise Ada3DError(f"Writing the output failed ({_gdal_message()}).")
+                raise error
             if not self.direct:
                 self._convert()
             self._move_into_place()
@@ -790,10 +1185,10 @@ class OutputWriter:
         dst = self.driver.CreateCopy(str(self.temp), src, 0, self.user_options)
         src = None
         if dst is None:
+            error = self._failure(_gdal_message("I/O error"), "Converting the output to "
+                                  f"{self.driver.ShortName}")
             self.abort()
-            raise Ada3DError(
-                f"Converting the output to {self.driver.ShortName} failed ({_gdal_message()})."
-            )
+            raise error
         dst = None
         gdal.GetDriverByName("GTiff").Delete(str(self._write_path))
 

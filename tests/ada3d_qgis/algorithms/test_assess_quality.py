@@ -138,12 +138,12 @@ def test_without_reference_equals_the_metrics_module(sample, sample_ms, sample_p
     assert _geo(fused_path)[0] == sample["pan_gt"]  # gdal:pansharp writes on the PAN grid
     out = _run(ALG, {"FUSED": fused_path, "PANCHROMATIC": str(sample_pan),
                      "SPECTRAL": str(sample_ms)})
-    # The scored area: PAN pixels 1..510 (whole PAN pixels inside the MS,
-    # trimmed to even), the MS cubic-resampled onto the exact 2 x PAN grid there.
+    # The scored area: the whole 512 x 512 PAN (every PAN pixel whose centre the
+    # MS covers), the MS cubic-resampled onto the exact 2 x PAN grid there.
     gt = sample["pan_gt"]
-    ms = _warp(sample_ms, gt[0] + 15.0, gt[3] - 15.0, 30.0, 255)
-    fused = _read(fused_path)[:, 1:511, 1:511]
-    expected = no_reference_metrics(fused, ms, sample["pan"][1:511, 1:511], 2)
+    ms = _warp(sample_ms, gt[0], gt[3], 30.0, 256)
+    fused = _read(fused_path)
+    expected = no_reference_metrics(fused, ms, sample["pan"], 2)
     _assert_close(out, _expected(expected, NOREF_KEYS))
     assert all(math.isnan(out[k]) for k in REF_KEYS)
     assert out["MODE"] == "no-reference"

@@ -28,6 +28,7 @@ class Recorder(QgsProcessingFeedback):
     def __init__(self, cancel_after: int | None = None) -> None:
         super().__init__()
         self.infos: list[str] = []
+        self.details: list[str] = []
         self.errors: list[str] = []
         self.cancel_after = cancel_after
 
@@ -36,6 +37,9 @@ class Recorder(QgsProcessingFeedback):
         tiles = sum(1 for line in self.infos if line.startswith("Tile "))
         if self.cancel_after is not None and tiles >= self.cancel_after:
             self.cancel()
+
+    def pushDebugInfo(self, info):
+        self.details.append(info)
 
     def reportError(self, error, fatalError=False):
         self.errors.append(error)
@@ -99,18 +103,19 @@ def test_output_is_on_the_pan_grid_over_the_common_area(ada3d_provider, small, t
     pgt = pan_ds.GetGeoTransform()
     assert rio.same_crs(info["wkt"], pan_ds.GetProjection())
     assert (info["gt"][1], info["gt"][5]) == (pgt[1], pgt[5])
-    # The origin is a PAN pixel corner: the first whole PAN pixel inside the MS.
+    # The origin is a PAN pixel corner: the first PAN pixel whose centre the MS
+    # covers (the MS starts half a PAN pixel in, on that pixel's centre).
     col = (info["gt"][0] - pgt[0]) / pgt[1]
     row = (info["gt"][3] - pgt[3]) / pgt[5]
-    assert (col, row) == (1.0, 1.0)
-    assert data.shape == (4, 96, 96)  # 98 - 1 (half MS pixel) - 1, rounded to even
+    assert (col, row) == (0.0, 0.0)
+    assert data.shape == (4, 98, 98)  # every PAN pixel: the MS covers all their centres
     assert info["descriptions"][2].startswith("Red")
     assert info["type"] == gdal.GDT_UInt16
     # Content is registered: compared with GDAL's own bilinear warp of the MS onto
     # the output grid, the fit is best without any shift.
     ref = gdal.Warp("", str(ms), format="MEM", outputBounds=(
-        info["gt"][0], info["gt"][3] + 96 * info["gt"][5], info["gt"][0] + 96 * info["gt"][1],
-        info["gt"][3]), width=96, height=96, resampleAlg="bilinear").ReadAsArray()
+        info["gt"][0], info["gt"][3] + 98 * info["gt"][5], info["gt"][0] + 98 * info["gt"][1],
+        info["gt"][3]), width=98, height=98, resampleAlg="bilinear").ReadAsArray()
     inner = (slice(None), slice(8, -8), slice(8, -8))
 
     def err(dy, dx):
@@ -118,9 +123,32 @@ def test_output_is_on_the_pan_grid_over_the_common_area(ada3d_provider, small, t
 
     assert err(0, 0) < 0.5 * min(err(1, 0), err(-1, 0), err(0, 1), err(0, -1))
     assert any("Model: " in line for line in fb.infos)
-    assert any("Execution provider: CPUExecutionProvider" in line for line in fb.infos)
-    assert any(line.startswith("Tiles: 1 ") for line in fb.infos)
-    assert any(line.startswith("Done in ") for line in fb.infos)
+    assert any(line.startswith("Device: CPU") for line in fb.infos)
+    # Library names and the tile plan are details, apart from the summary.
+    assert any("CPUExecutionProvider" in line for line in fb.details)
+    # (QGIS itself closes the log with the "Results:" dictionary.)
+    assert not any("ExecutionProvider" in line for line in fb.infos
+                   if not line.startswith("Results:"))
+    assert any(line.startswith("Tiling: 1 windows") for line in fb.details)
+    assert any(line.startswith("Output: 98 x 98 px") and "1 tile(s)" in line
+               for line in fb.infos)
+    assert any(line.startswith("Done in ") and "megapixels per second" in line
+               for line in fb.infos)
+
+
+def test_extent_is_the_one_gdal_pansharp_gives(ada3d_provider, sample_pan, sample_ms, out_dir):
+    """The whole sample: 512 x 512 on the PAN grid, as gdal:pansharp writes it."""
+    ours = _run(_params(sample_pan, sample_ms, out_dir / "ours.tif", ""))["OUTPUT"]
+    gdal_out = str(out_dir / "gdal.tif")
+    processing.run("gdal:pansharp", {"SPECTRAL": str(sample_ms),
+                                     "PANCHROMATIC": str(sample_pan), "OUTPUT": gdal_out})
+    a, b = gdal.Open(ours), gdal.Open(gdal_out)
+    assert (a.RasterXSize, a.RasterYSize) == (b.RasterXSize, b.RasterYSize) == (512, 512)
+    assert a.GetGeoTransform() == pytest.approx(b.GetGeoTransform())
+    data = a.ReadAsArray()
+    # Every pixel holds data, the edge rows and columns included.
+    assert a.GetRasterBand(1).GetNoDataValue() is None and (data > 0).all()
+    a = b = None
 
 
 def test_layers_and_paths_give_the_same_result(ada3d_provider, small, tiny_model, out_dir):
@@ -183,17 +211,17 @@ def test_nodata_in_ms_and_pan_becomes_output_nodata(ada3d_provider, small, tiny_
     full, _ = _read(out_dir / "full.tif")
     assert info["nodata"] == 0
     gap = got == 0
-    # Output pixel (y, x) is PAN pixel (y + 1, x + 1); MS pixel k spans PAN pixels
-    # 2k + 1 .. 2k + 2 (half a PAN pixel off) -> output 2k .. 2k + 1, roughly.
-    assert gap[:, 59:69, 4:14].all(), "PAN nodata"
+    # Output pixel (y, x) is PAN pixel (y, x); MS pixel k spans PAN pixels
+    # 2k + 0.5 .. 2k + 2.5 (half a PAN pixel off) -> output 2k .. 2k + 2, roughly.
+    assert gap[:, 60:70, 5:15].all(), "PAN nodata"
     assert gap[:, 2 * 10 + 2 : 2 * 16 - 2, 2 * 20 + 2 : 2 * 30 - 2].all(), "MS nodata"
-    expected_gap = np.zeros((96, 96), bool)
-    expected_gap[59:69, 4:14] = True
+    expected_gap = np.zeros((98, 98), bool)
+    expected_gap[60:70, 5:15] = True
     expected_gap[2 * 10 - 4 : 2 * 16 + 4, 2 * 20 - 4 : 2 * 30 + 4] = True
     assert not gap[:, ~expected_gap].any(), "nodata must not spread"
     # Away from the gaps (beyond the bilinear support) the values are unchanged.
     far = ~np.pad(expected_gap, 0)
-    far[56:72, 1:17] = False
+    far[57:73, 2:18] = False
     far[2 * 10 - 8 : 2 * 16 + 8, 2 * 20 - 8 : 2 * 30 + 8] = False
     assert np.abs(got[:, far].astype(int) - full[:, far]).max() <= 1
 
@@ -347,12 +375,12 @@ def test_tiled_run_matches_one_whole_image_pass_on_a_1024_px_scene(
     model, meta = shipped[0]
     fb = Recorder()
     _run(_params(sample_pan_1024, sample_ms_512, out_dir / "tiled.tif", model), fb)
-    tiles_line = next(line for line in fb.infos if line.startswith("Tiles: "))
-    assert "pooled context from" in tiles_line, fb.infos
+    tiles_line = next(line for line in fb.details if line.startswith("Tiling: "))
+    assert "pooled context from" in tiles_line, fb.details
     fb_whole = Recorder()
     _run(_params(sample_pan_1024, sample_ms_512, out_dir / "whole.tif", model,
                  TILE_SIZE=1100), fb_whole)
-    assert any("fits one tile" in line for line in fb_whole.infos), fb_whole.infos
+    assert any("fits one tile" in line for line in fb_whole.details), fb_whole.details
     tiled, _ = _read(out_dir / "tiled.tif")
     whole, _ = _read(out_dir / "whole.tif")
     assert tiled.shape == whole.shape and tiled.shape[1] >= 1020 and tiled.shape[2] >= 1020
