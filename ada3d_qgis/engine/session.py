@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import io
 import os
+import platform
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,8 @@ def import_onnxruntime():
         import onnxruntime
     except ImportError as exc:
         raise Ada3DError(
-            "onnxruntime is not installed for this QGIS; use Plugins > Raster > Ada3D > "
-            f"Install Ada3D dependencies ({exc})."
+            "onnxruntime is not installed for this QGIS; use Raster > Ada3D > "
+            f"Install / repair dependencies ({exc})."
         ) from exc
     return onnxruntime
 
@@ -139,8 +140,30 @@ def _cuda_major(ort) -> str | None:
     return version.split(".")[0] or None
 
 
-def required_cuda_libraries(cuda_major: str) -> list[tuple[str, str]]:
-    """(soname, what it is) of what onnxruntime-gpu's CUDA provider loads (Linux)."""
+#: The NVIDIA driver's CUDA library and onnxruntime's CUDA provider, per
+#: ``platform.system()`` (no CUDA build of onnxruntime exists for macOS).
+DRIVER_LIBRARY = {"Linux": "libcuda.so.1", "Windows": "nvcuda.dll"}
+PROVIDER_LIBRARY = {
+    "Linux": "libonnxruntime_providers_cuda.so",
+    "Windows": "onnxruntime_providers_cuda.dll",
+}
+#: Name stems of the CUDA/cuDNN libraries that pip's nvidia-* wheels ship.
+_CUDA_WHEEL_STEMS = ("cudart", "nvrtc", "nvjitlink", "cublas", "curand", "cufft", "cudnn")
+#: Keeps os.add_dll_directory handles alive (the directory leaves the search
+#: path when its handle is closed).
+_DLL_DIRECTORIES: list = []
+
+
+def required_cuda_libraries(cuda_major: str, system: str = "Linux") -> list[tuple[str, str]]:
+    """(file name, what it is) of what onnxruntime-gpu's CUDA provider loads."""
+    if system == "Windows":
+        return [
+            (f"cudart64_{cuda_major}.dll", f"the CUDA {cuda_major} runtime"),
+            (f"cublasLt64_{cuda_major}.dll", "cuBLASLt"),
+            (f"cublas64_{cuda_major}.dll", "cuBLAS"),
+            ("curand64_10.dll", "cuRAND"),
+            ("cudnn64_9.dll", "cuDNN 9"),
+        ]
     return [
         (f"libcudart.so.{cuda_major}", f"the CUDA {cuda_major} runtime"),
         (f"libcublasLt.so.{cuda_major}", "cuBLASLt"),
@@ -159,6 +182,70 @@ def _load(name: str) -> str | None:
     return None
 
 
+def _load_global(path: str) -> None:
+    # Global symbols: cuDNN and onnxruntime's provider then find these
+    # libraries by name without a search path.
+    ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+
+
+def cuda_wheel_libraries(system: str, search_paths: Sequence[str]) -> list[Path]:
+    """CUDA/cuDNN libraries of nvidia-* wheels found under ``search_paths``
+    (the plugin's dependency folder is one): ``nvidia/*/lib/lib*.so.*`` on
+    Linux, ``nvidia/*/bin[/x86_64]/*.dll`` on Windows."""
+    patterns = ("nvidia/*/bin/*.dll", "nvidia/*/bin/*/*.dll") if system == "Windows" else (
+        "nvidia/*/lib/lib*.so*",
+    )
+    found: list[Path] = []
+    for entry in search_paths:
+        root = Path(entry)
+        if not (root / "nvidia").is_dir():
+            continue
+        for pattern in patterns:
+            for path in sorted(root.glob(pattern)):
+                stem = path.name.lower()
+                if any(s in stem for s in _CUDA_WHEEL_STEMS) and path not in found:
+                    found.append(path)
+    return found
+
+
+def preload_cuda_libraries(
+    system: str | None = None,
+    search_paths: Sequence[str] | None = None,
+    load=_load_global,
+    add_dll_directory=None,
+) -> list[str]:
+    """Load the CUDA/cuDNN libraries of nvidia-* wheels before a CUDA session
+    is created (they are not on the loader's path), as onnxruntime's own
+    ``preload_dlls`` does from 1.21 on but for every onnxruntime a plan
+    installs. Returns the names loaded."""
+    system = platform.system() if system is None else system
+    paths = list(sys.path if search_paths is None else search_paths)
+    libraries = cuda_wheel_libraries(system, paths)
+    if system == "Windows":
+        add = add_dll_directory or getattr(os, "add_dll_directory", None)
+        for folder in dict.fromkeys(p.parent for p in libraries):
+            if add is not None:
+                with contextlib.suppress(OSError):
+                    _DLL_DIRECTORIES.append(add(str(folder)))
+    # Libraries depend on each other in an order the file names do not tell:
+    # retry the failures until a pass loads nothing new.
+    loaded: list[str] = []
+    pending = libraries
+    while pending:
+        failed = []
+        for path in pending:
+            try:
+                load(str(path))
+            except OSError:
+                failed.append(path)
+            else:
+                loaded.append(path.name)
+        if len(failed) == len(pending):
+            break
+        pending = failed
+    return loaded
+
+
 def _gpu_count(libcuda) -> tuple[int, int]:
     """(cuInit error code, device count)."""
     err = libcuda.cuInit(0)
@@ -169,8 +256,11 @@ def _gpu_count(libcuda) -> tuple[int, int]:
     return 0, count.value
 
 
-def cuda_problem() -> str | None:
+def cuda_problem(system: str | None = None) -> str | None:
     """None when onnxruntime's CUDA provider can run here, else everything missing."""
+    system = platform.system() if system is None else system
+    if system not in DRIVER_LIBRARY:
+        return f"onnxruntime has no CUDA support on {system or 'this system'}"
     ort = import_onnxruntime()
     if CUDA_EP not in ort.get_available_providers():
         return (
@@ -178,10 +268,11 @@ def cuda_problem() -> str | None:
             "install onnxruntime-gpu"
         )
     problems = []
+    driver = DRIVER_LIBRARY[system]
     try:
-        libcuda = ctypes.CDLL("libcuda.so.1")
+        libcuda = ctypes.CDLL(driver)
     except OSError:
-        problems.append("the NVIDIA driver is not installed (libcuda.so.1 cannot be loaded)")
+        problems.append(f"the NVIDIA driver is not installed ({driver} cannot be loaded)")
     else:
         err, count = _gpu_count(libcuda)
         if err or not count:
@@ -192,12 +283,11 @@ def cuda_problem() -> str | None:
     if major is None:
         return "; ".join([*problems, "this onnxruntime build does not say which CUDA it needs"])
     # Libraries installed as pip packages (nvidia-*) are found only after this.
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is not None:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
-            preload()
+    preload_cuda_libraries(system)
     missing = [
-        f"{what} ({name})" for name, what in required_cuda_libraries(major) if _load(name)
+        f"{what} ({name})"
+        for name, what in required_cuda_libraries(major, system)
+        if _load(name)
     ]
     if missing:
         problems.append(
@@ -206,9 +296,11 @@ def cuda_problem() -> str | None:
         )
     if problems:
         return "; ".join(problems)
-    provider_lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
-    if provider_lib.is_file() and (msg := _load(str(provider_lib))):
-        return f"onnxruntime's CUDA provider cannot be loaded: {msg}"
+    provider_lib = Path(ort.__file__).parent / "capi" / PROVIDER_LIBRARY[system]
+    if provider_lib.is_file():
+        msg = _load(str(provider_lib))
+        if msg:
+            return f"onnxruntime's CUDA provider cannot be loaded: {msg}"
     return None
 
 
@@ -220,7 +312,7 @@ def device_total_memory(device_id: int = 0) -> int | None:
     would need one).
     """
     try:
-        libcuda = ctypes.CDLL("libcuda.so.1")
+        libcuda = ctypes.CDLL(DRIVER_LIBRARY.get(platform.system(), "libcuda.so.1"))
     except OSError:
         return None
     device = ctypes.c_int(0)
