@@ -8,13 +8,14 @@ with a sentence saying why, for the log.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.metadata import ModelMetadata
 from . import Ada3DError
-from .session import read_metadata
+from .session import import_onnxruntime, read_metadata
 
 #: Relative difference allowed between the measured and the model's ratio.
 RATIO_TOLERANCE = 0.05
@@ -54,6 +55,8 @@ def check_fit(path: Path, meta: ModelMetadata, bands: int, measured_ratio: float
 
 def shipped_models(folder: Path = SHIPPED_DIR) -> list[tuple[Path, ModelMetadata]]:
     """Every readable Ada3D model in ``folder`` (unreadable files are skipped)."""
+    # Without onnxruntime no file is readable: say that, not "no model installed".
+    import_onnxruntime()
     found = []
     for path in sorted(folder.glob("*.onnx")):
         try:
@@ -63,12 +66,60 @@ def shipped_models(folder: Path = SHIPPED_DIR) -> list[tuple[Path, ModelMetadata
     return found
 
 
+#: Words and phrases that name a spectral band, by the band they name.
+#: Phrases are matched before single words ("red edge" is not red).
+BAND_WORDS = {
+    "coastal": ("coastal aerosol", "coastal", "aerosol"),
+    "blue": ("blue", "b"),
+    "green": ("green", "g"),
+    "yellow": ("yellow",),
+    "red edge": ("red edge", "rededge", "re"),
+    "red": ("red", "r"),
+    "swir": ("short wave infrared", "shortwave infrared", "swir", "swir1", "swir2"),
+    "nir": ("near infrared", "nearinfrared", "nir", "infrared", "ir"),
+    "pan": ("panchromatic", "pan"),
+}
+
+
+def band_kind(text: str) -> str | None:
+    """The spectral band a description or band name names ("NIR (B5)": nir,
+    "B": blue), or None when it names none."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    padded = f" {' '.join(words)} "
+    phrases = [(k, w) for k, names in BAND_WORDS.items() for w in names if " " in w]
+    for kind, phrase in phrases:
+        if f" {phrase} " in padded:
+            return kind
+    singles = {w: k for k, names in BAND_WORDS.items() for w in names if " " not in w}
+    return next((singles[w] for w in words if w in singles), None)
+
+
 def _name_matches(meta: ModelMetadata, descriptions: Sequence[str]) -> int:
-    """How many selected MS bands are described by the model's band name."""
+    """How many selected MS bands are described as the model's band of that place."""
     return sum(
         1
         for name, text in zip(meta.band_names, descriptions)
-        if name and text and name.lower() in text.lower()
+        if band_kind(name) is not None and band_kind(name) == band_kind(text)
+    )
+
+
+def band_order_warning(
+    path: Path, meta: ModelMetadata, descriptions: Sequence[str], bands: Sequence[int]
+) -> str | None:
+    """A warning when the selected bands' descriptions name other spectral
+    bands than the model expects at their places (e.g. NIR where it takes blue)."""
+    clashes = []
+    for place, (name, text, band) in enumerate(zip(meta.band_names, descriptions, bands), 1):
+        expected, described = band_kind(name), band_kind(text)
+        if expected and described and expected != described:
+            clashes.append(f"selected band {place} (band {band}) is described {text!r} where "
+                           f"the model takes {name}")
+    if not clashes:
+        return None
+    return (
+        f"Warning: the selected bands are not in the order the model {path.name} takes them "
+        f"({', '.join(meta.band_names)}): {'; '.join(clashes)}. The result is likely wrong; "
+        "select the bands in the model's order (SPECTRAL_BANDS)."
     )
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from ..core.normalise import BandStats, RunningStats, denormalise, normalise
 from . import Ada3DError
 from .feedback import Feedback, PrintFeedback, check_cancel, detail, duration, info, warn
-from .models import ModelChoice, choose_model
+from .models import ModelChoice, band_order_warning, choose_model
 from .raster_io import (
     AlignedInputs,
     InputPair,
@@ -375,6 +375,9 @@ def run(opts: RunOptions, feedback: Feedback | None = None) -> RunResult:
         notes = prepare_output(opts.output, opts.driver, pair, choice.metadata.ratio,
                                choice.metadata.output_dtype, opts.creation_options)
         info(feedback, f"Model: {choice.path.name}, {choice.reason}.")
+        order = band_order_warning(choice.path, choice.metadata, pair.descriptions, pair.ms_bands)
+        if order:
+            warn(feedback, order)
         model = open_session(choice.path, opts.device)
         info(feedback, f"Device: {model.device_note}.")
         detail(feedback, f"onnxruntime execution provider: {model.provider}.")

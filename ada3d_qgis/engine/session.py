@@ -480,18 +480,59 @@ class ModelSession:
                  "pan": pan[:, None].astype(np.float32, copy=False)}
         if not self.has_context:
             (fused,) = self._run([OUTPUTS[0]], feeds)[:1]
+            self.check_outputs(ms.shape, pan.shape, fused, None)
             return fused, None
         k = self.metadata.context_size
         ctx = np.zeros(k, np.float32) if context is None else context.astype(np.float32)
         feeds["context"] = np.broadcast_to(ctx.reshape(1, k), (n, k)).copy()
         feeds["context_weight"] = np.full((n, 1), weight, np.float32)
         fused, own = self._run(list(OUTPUTS), feeds)
+        self.check_outputs(ms.shape, pan.shape, fused, own)
         return fused, own
 
+    def check_outputs(self, ms_shape, pan_shape, fused, own) -> None:
+        """Refuse outputs that do not fit the tiles (N, L, h, w) and PAN
+        (N, rh, rw) they came from: written anyway, they would make a
+        patchwork raster."""
+        n, bands = ms_shape[:2]
+        expected = (n, bands, *pan_shape[-2:])
+        problem = _shape_problem(fused, expected, "fused")
+        if not problem and own is not None:
+            problem = _shape_problem(own, (n, self.metadata.context_size), "context_out")
+        if problem:
+            raise Ada3DError(
+                f"The model {self.path.name} does not work as its Ada3D metadata say (ratio "
+                f"{self.metadata.ratio}, {self.metadata.bands} bands): {problem}. Nothing was "
+                "written; re-export the model with python -m model_export.export."
+            )
+
     def _run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        if self.io_device is None:
-            return self.session.run(outputs, feeds)
-        return run_bound(self.session, feeds, outputs, self.io_device)
+        try:
+            if self.io_device is None:
+                return self.session.run(outputs, feeds)
+            return run_bound(self.session, feeds, outputs, self.io_device)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument/... types
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in feeds.items())
+            raise Ada3DError(
+                f"The model {self.path.name} failed on a tile ({shapes}); it does not work "
+                f"as its Ada3D metadata say (onnxruntime: {first})."
+            ) from exc
+
+
+def _shape_problem(array, expected: tuple[int, ...], name: str) -> str | None:
+    """Why ``array`` is not a float array of shape ``expected``, or None."""
+    shape = tuple(getattr(array, "shape", ()))
+    dtype = getattr(array, "dtype", None)
+    if shape != tuple(expected):
+        return (
+            f"its {name} output is {' x '.join(map(str, shape)) or 'a scalar'} where the "
+            f"tile needs {' x '.join(map(str, expected))}"
+        )
+    if dtype is None or not np.issubdtype(dtype, np.floating):
+        return f"its {name} output holds {dtype} values, not floating-point numbers"
+    return None
 
 
 def _open_cuda(ort, path: Path, mem_limit: int) -> tuple[object | None, str]:
