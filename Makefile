@@ -8,19 +8,22 @@ export QT_QPA_PLATFORM ?= offscreen
 # Training runs on all cores by default; set THREADS to share the machine.
 THREADS ?= 2
 
-.PHONY: setup test lint demo package deploy train train-r2 train-r4 export bench-quality bench-speed bench-memory clean
+.PHONY: setup test lint gpu-check demo package deploy train train-r2 train-r4 export bench-quality bench-speed bench-memory clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt
 	bash scripts/setup.sh
 	touch $@
 
-test: $(STAMP)
-	$(PY) -m ruff check .
+test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# What plugins.qgis.org's upload scan runs (Bandit, on the packaged plugin
+# folder) and the Qt6 / Python 3.9 forms check, besides ruff.
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m bandit -q -r ada3d_qgis
+	$(PY) scripts/check_compat.py ada3d_qgis
 
 demo: $(STAMP)
 	$(PY) -m scripts.demo

@@ -20,7 +20,7 @@ MENU = "Ada3D"
 #: (menu entry, icon, Processing algorithm it opens).
 ALGORITHM_ENTRIES = (
     ("Pansharpen…", "pansharpen", "ada3d:pansharpen"),
-    ("Assess Pansharpening Quality…", "ada3d", "ada3d:assessquality"),
+    ("Assess Pansharpening Quality…", "assess_quality", "ada3d:assessquality"),
 )
 
 

@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     if findings:
         print(f"check_compat: {len(findings)} finding(s)", file=sys.stderr)
         return 1
-    print(f"check_compat: no Qt5-only or post-3.9 forms in {', '.join(map(str, args or ['ada3d_qgis']))}")
+    checked = ", ".join(args or ["ada3d_qgis"])
+    print(f"check_compat: no Qt5-only or post-3.9 forms in {checked}")
     return 0
 
 

@@ -34,6 +34,10 @@ def plugin_files() -> list[tuple[Path, str]]:
     return entries
 
 
+#: plugins.qgis.org refuses uploads over 25 MB; stay well below it.
+MAX_BYTES = 20 * 10**6
+
+
 def build(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".zip.part")
@@ -41,6 +45,11 @@ def build(out: Path) -> Path:
         for src, name in plugin_files():
             # Dereferences symlinks: the zip holds real files.
             zf.write(src.resolve(), name)
+    size = tmp.stat().st_size
+    if size > MAX_BYTES:
+        tmp.unlink()
+        limit = MAX_BYTES / 1e6
+        raise SystemExit(f"package: {size / 1e6:.1f} MB is over the {limit:.0f} MB allowed")
     tmp.replace(out)
     return out
 

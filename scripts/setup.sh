@@ -37,6 +37,16 @@ if [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install -q "${TORCH_SOURCE[@]}" -r requirements.txt
     echo "$want" > $stamp
 fi
+# The oldest onnxruntime any dependency plan installs (Python 3.9's): the
+# shipped models must load in it (tests/model_export/test_oldest_onnxruntime.py).
+# A folder of its own, never mixed with the venv's onnxruntime-gpu.
+ORT_OLDEST=$(.venv/bin/python -m ada3d_qgis.dependencies oldest-onnxruntime)
+if ! PYTHONPATH=.venv/ort-oldest .venv/bin/python -c \
+        "import sys, onnxruntime; sys.exit(onnxruntime.__version__ != '$ORT_OLDEST')" 2>/dev/null; then
+    rm -rf .venv/ort-oldest
+    .venv/bin/python -m pip install -q --no-deps --only-binary=:all: --target .venv/ort-oldest \
+        "onnxruntime==$ORT_OLDEST"
+fi
 .venv/bin/python - <<'PY'
 import numpy, torch, onnx, onnxruntime
 from osgeo import gdal

@@ -1,12 +1,14 @@
 """`make package` output: what QGIS's "Install from ZIP" needs, nothing more."""
 
 import configparser
+import json
 import subprocess
 import sys
 import zipfile
 
 import pytest
 
+from ada3d_qgis.dependencies.plan import CPU_ORT
 from scripts.qgis_env import REPO
 
 REQUIRED_METADATA = (
@@ -51,8 +53,12 @@ def test_metadata_complete(plugin_zip):
     general = cfg["general"]
     for key in REQUIRED_METADATA:
         assert general.get(key, "").strip(), key
+    # 3.22 on Windows runs Python 3.9: the dependency plan must serve it.
     assert general["qgisMinimumVersion"] == "3.22"
+    assert min(CPU_ORT) == (3, 9) and ("windows", "x86_64") in CPU_ORT[(3, 9)]
     assert general["qgisMaximumVersion"] == "4.99"
+    assert general["supportsQt6"] == "True"
+    assert general["changelog"].strip().startswith(general["version"] + " - ")
     assert general["category"] == "Raster"
     assert general["hasProcessingProvider"] == "yes"
     assert f"ada3d_qgis/{general['icon']}" in zipfile.ZipFile(plugin_zip).namelist()
@@ -71,3 +77,33 @@ def test_plugin_never_imports_torch():
         )
     ]
     assert offenders == []
+
+
+def test_zip_is_well_under_the_repository_limit(plugin_zip):
+    size = plugin_zip.stat().st_size
+    print(f"dist/ada3d_qgis.zip: {size / 1e6:.1f} MB")
+    assert size < 20 * 10**6
+
+
+@pytest.fixture(scope="module")
+def unpacked(plugin_zip, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("unpacked")
+    zipfile.ZipFile(plugin_zip).extractall(folder)
+    return folder / "ada3d_qgis"
+
+
+def test_bandit_finds_nothing_in_what_ships(unpacked):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bandit", "-r", str(unpacked), "-f", "json", "-q"],
+        capture_output=True, text=True, check=False,
+    )
+    report = json.loads(proc.stdout)
+    assert report["results"] == [], [(r["filename"], r["test_id"]) for r in report["results"]]
+    assert report["metrics"]["_totals"]["loc"] > 1000  # it really scanned the plugin
+    assert proc.returncode == 0
+
+
+def test_no_qt5_only_forms_in_what_ships(unpacked):
+    from scripts.check_compat import check_paths
+
+    assert check_paths([unpacked]) == []
