@@ -12,6 +12,7 @@ import numpy as np
 import processing
 import pytest
 from osgeo import gdal
+from processing_task import destination, run_like_the_dialog
 from qgis.core import (
     QgsProcessingModelAlgorithm,
     QgsProcessingModelChildAlgorithm,
@@ -21,7 +22,9 @@ from qgis.core import (
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterRasterLayer,
+    QgsProject,
 )
+from qgis.PyQt.QtCore import QPointF
 
 from scripts.qgis_env import REPO
 
@@ -30,6 +33,13 @@ FUSED = "sharpen:fused"  # the model's destination parameters: childId:outputNam
 REPORT = "stats:report"
 # A sub-extent of the sample (EPSG:32616), a little larger than 100 x 100 MS pixels.
 EXTENT = "465000,468000,3393000,3396000 [EPSG:32616]"
+#: Where the Graphical Modeler draws each component: inputs in a column on the
+#: left, then the steps left to right, each output to the right of its step.
+LAYOUT = {
+    "pan": (120, 80), "ms": (120, 200), "extent": (120, 320), "onnx": (120, 440),
+    "clip": (400, 260), "sharpen": (680, 140), "stats": (960, 260),
+    "fused": (960, 60), "report": (1240, 260),
+}
 
 
 def _source(name):
@@ -44,16 +54,20 @@ def build_chain() -> QgsProcessingModelAlgorithm:
         QgsProcessingParameterExtent("extent", "Area to pansharpen"),
         QgsProcessingParameterFile("onnx", "Ada3D model", extension="onnx", optional=True),
     ):
-        model.addModelParameter(param, QgsProcessingModelParameter(param.name()))
+        component = QgsProcessingModelParameter(param.name())
+        component.setPosition(QPointF(*LAYOUT[param.name()]))
+        model.addModelParameter(param, component)
 
     clip = QgsProcessingModelChildAlgorithm("gdal:cliprasterbyextent")
     clip.setChildId("clip")
+    clip.setPosition(QPointF(*LAYOUT["clip"]))
     clip.addParameterSources("INPUT", [_source("ms")])
     clip.addParameterSources("PROJWIN", [_source("extent")])
     model.addChildAlgorithm(clip)
 
     sharpen = QgsProcessingModelChildAlgorithm("ada3d:pansharpen")
     sharpen.setChildId("sharpen")
+    sharpen.setPosition(QPointF(*LAYOUT["sharpen"]))
     sharpen.addParameterSources("PANCHROMATIC", [_source("pan")])
     sharpen.addParameterSources(
         "SPECTRAL", [QgsProcessingModelChildParameterSource.fromChildOutput("clip", "OUTPUT")]
@@ -64,12 +78,14 @@ def build_chain() -> QgsProcessingModelAlgorithm:
     out = QgsProcessingModelOutput("fused", "Pansharpened")
     out.setChildId("sharpen")
     out.setChildOutputName("OUTPUT")
+    out.setPosition(QPointF(*LAYOUT["fused"]))
     sharpen.setModelOutputs({"fused": out})
     sharpen.setDependencies([])
     model.addChildAlgorithm(sharpen)
 
     stats = QgsProcessingModelChildAlgorithm("native:rasterlayerstatistics")
     stats.setChildId("stats")
+    stats.setPosition(QPointF(*LAYOUT["stats"]))
     stats.addParameterSources(
         "INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("sharpen", "OUTPUT")]
     )
@@ -77,6 +93,7 @@ def build_chain() -> QgsProcessingModelAlgorithm:
     report = QgsProcessingModelOutput("report", "Statistics of band 1")
     report.setChildId("stats")
     report.setChildOutputName("OUTPUT_HTML_FILE")
+    report.setPosition(QPointF(*LAYOUT["report"]))
     stats.setModelOutputs({"report": report})
     model.addChildAlgorithm(stats)
     model.updateDestinationParameters()
@@ -129,6 +146,44 @@ def test_committed_model3_matches_the_builder(ada3d_provider, tmp_path):
                 == built.childAlgorithm(child_id).algorithmId())
     assert {p.name() for p in committed.parameterDefinitions()} == {
         p.name() for p in built.parameterDefinitions()}
+
+
+def test_committed_model3_reads_left_to_right(ada3d_provider):
+    """In the Graphical Modeler the chain reads left to right: inputs first,
+    each step right of what it reads, no two components on one spot."""
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(str(MODEL3))
+    pos = {name: model.parameterComponent(name).position()
+           for name in ("pan", "ms", "extent", "onnx")}
+    for child_id in ("clip", "sharpen", "stats"):
+        child = model.childAlgorithm(child_id)
+        pos[child_id] = child.position()
+        for name, output in child.modelOutputs().items():
+            pos[name] = output.position()
+    assert {k: (p.x(), p.y()) for k, p in pos.items()} == LAYOUT
+    x = {k: p.x() for k, p in pos.items()}
+    assert max(x[i] for i in ("pan", "ms", "extent", "onnx")) < x["clip"] < x["sharpen"]
+    assert x["sharpen"] < x["stats"] < x["report"] and x["sharpen"] < x["fused"]
+    assert len({(p.x(), p.y()) for p in pos.values()}) == len(pos)
+
+
+def test_model_run_from_the_modeler_dialog_loads_the_result(
+    ada3d_provider, sample_pan, sample_ms, tiny_model, tmp_path
+):
+    """The model run as its dialog runs it (a task, then Processing's result
+    handling): the pansharpened output is added to the project."""
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(str(MODEL3))
+    out = tmp_path / "fused_dialog.tif"
+    params = _params(sample_pan, sample_ms, tiny_model, out)
+    params[FUSED] = destination(str(out))
+    try:
+        ok, results, feedback, _ = run_like_the_dialog(model, params)
+        assert ok, feedback.errors
+        loaded = [lyr.source() for lyr in QgsProject.instance().mapLayers().values()]
+        assert str(out) in loaded and results[FUSED] == str(out)
+    finally:
+        QgsProject.instance().removeAllMapLayers()
 
 
 def test_model3_runs_through_qgis_process(
