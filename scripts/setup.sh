@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="python3-qgis qgis qgis-providers python3-gdal gdal-bin otb-bin python3-venv python3-pip xauth"
+APT_PACKAGES="python3-qgis qgis qgis-providers python3-gdal gdal-bin otb-bin python3-venv python3-pip xauth xvfb xdotool imagemagick"
 missing=""
 for p in $APT_PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
