@@ -28,6 +28,11 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m scripts.demo
 
+# CUDA really runs each shipped model (float32 and float16), parity with the
+# CPU, the engine timed on a 4096^2 mosaic; GPU_CHECK_ARGS=--dry-run without a GPU.
+gpu-check: $(STAMP)
+	$(PY) -m scripts.gpu_check $(GPU_CHECK_ARGS)
+
 package: $(STAMP)
 	$(PY) scripts/package.py
 
