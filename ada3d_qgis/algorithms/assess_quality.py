@@ -31,6 +31,7 @@ from ..engine import Ada3DError, Cancelled
 from ..engine.assessment import AssessOptions, assess, wald_inputs
 from ..engine.report import METRICS, NO_REFERENCE_KEYS, REFERENCE_KEYS
 from ..icons import icon
+from .help import guide_url
 
 #: Pansharpening algorithms the reduced-resolution mode can run: (id, label).
 METHODS = (
@@ -72,24 +73,36 @@ class _Span:
 
 
 class _ChildFeedback(QgsProcessingFeedback):
-    """Feedback of the child pansharpening run: its log goes to the parent's,
-    its progress onto [lo, hi] of the parent's bar, and a cancel of the
-    parent cancels it."""
+    """Feedback of the child pansharpening run: its log goes to the parent's
+    (without its raw results dictionary, and with its temporary folder named
+    as such), its progress onto [lo, hi] of the parent's bar, and a cancel of
+    the parent cancels it."""
 
-    def __init__(self, parent: QgsProcessingFeedback, lo: float, hi: float) -> None:
+    def __init__(
+        self, parent: QgsProcessingFeedback, lo: float, hi: float, temporary: str = ""
+    ) -> None:
         super().__init__()
         self._parent = parent
+        self._temporary = temporary
         self._span = _Span(parent, lo, hi)
         self.progressChanged.connect(self._span.setProgress)
         parent.canceled.connect(self.cancel)
         if parent.isCanceled():
             self.cancel()
 
+    def _clean(self, text: str) -> str:
+        if self._temporary:
+            text = text.replace(self._temporary, "(temporary folder)")
+        return text
+
     def pushInfo(self, info: str) -> None:
-        self._parent.pushInfo(info)
+        # The child's results dictionary lists temporary files the user never sees.
+        if info.startswith("Results:"):
+            return
+        self._parent.pushInfo(self._clean(info))
 
     def pushWarning(self, warning: str) -> None:
-        self._parent.pushWarning(warning)
+        self._parent.pushWarning(self._clean(warning))
 
     def reportError(self, error: str, fatalError: bool = False) -> None:
         self._parent.reportError(error, fatalError)
@@ -130,6 +143,9 @@ class AssessQualityAlgorithm(QgsProcessingAlgorithm):
 
     def createInstance(self) -> AssessQualityAlgorithm:
         return AssessQualityAlgorithm()
+
+    def helpUrl(self) -> str:
+        return guide_url("assess-pansharpening-quality")
 
     def shortHelpString(self) -> str:
         return (
@@ -312,7 +328,10 @@ class AssessQualityAlgorithm(QgsProcessingAlgorithm):
         outputs: dict = {key: result.metrics[key] for key in result.metrics}
         outputs.update({self.OUTPUT_HTML: html, self.MODE: mode, self.RATIO: result.ratio})
         unused = REFERENCE_KEYS if result.mode != "reference" else NO_REFERENCE_KEYS
-        feedback.pushInfo(f"Not computed in this mode (NaN): {', '.join(unused)}.")
+        labels = {m.key: m.label for m in METRICS}
+        feedback.pushInfo(
+            f"Not computed in this mode (NaN): {', '.join(labels[k] for k in unused)}."
+        )
         return outputs
 
     def _reduced(self, pan, ms, mask, html, method, context, feedback):
@@ -328,7 +347,7 @@ class AssessQualityAlgorithm(QgsProcessingAlgorithm):
             wald = wald_inputs(pan, ms, folder, _Span(feedback, *PHASES[0]))
             if feedback.isCanceled():
                 raise Cancelled("cancelled by the user")
-            child = _ChildFeedback(feedback, *PHASES[1])
+            child = _ChildFeedback(feedback, *PHASES[1], temporary=str(folder))
             fused = self._run_method(method, wald.ms_lr, wald.pan_lr, folder, context, child)
             opts = AssessOptions(
                 fused=fused,

@@ -186,10 +186,21 @@ def test_reduced_resolution_with_ada3d_pansharpen(sample, sample_ms, sample_pan,
         pytest.skip("ada3d:pansharpen is not registered yet (issue 4)")
     if not any(m.ratio == 2 and m.bands == 4 for _, m in shipped_models()):
         pytest.skip("no shipped Ada3D model for 4 bands at ratio 2 yet (issue 3)")
-    out = _run(ALG, {"PANCHROMATIC": str(sample_pan), "SPECTRAL": str(sample_ms),
-                     "REDUCED_RESOLUTION": True, "METHOD": 0})
+    import processing
+    from processing_task import LogFeedback
+
+    feedback = LogFeedback()
+    out = processing.run(ALG, {"PANCHROMATIC": str(sample_pan), "SPECTRAL": str(sample_ms),
+                               "REDUCED_RESOLUTION": True, "METHOD": 0}, feedback=feedback)
     expected = _reduced_by_hand(sample, sample_ms, sample_pan, tmp_path, "ada3d:pansharpen")
     _assert_close(out, _expected(expected, REF_KEYS))
+    # The log speaks the report's names and hides the child run's internals:
+    # one results dictionary (the algorithm's own, printed by QGIS), no temporary paths.
+    log = "\n".join(feedback.infos)
+    assert sum(line.startswith("Results:") for line in feedback.infos) == 1
+    assert "ada3d_wald_" not in log and "(temporary folder)" in log
+    assert "Not computed in this mode (NaN): D_lambda, D_s, QNR." in feedback.infos
+    assert any(line.startswith("Scores: Q2n ") for line in feedback.infos)
 
 
 def test_report_is_self_contained(study, sample_ms, tmp_path):
