@@ -28,13 +28,12 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
-    QgsRasterFileWriter,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
 from ..compat import FILE_BEHAVIOR_FILE, NUMBER_INTEGER, PARAMETER_FLAG_ADVANCED
 from ..engine import Ada3DError, Cancelled
-from ..engine.raster_io import parse_options
+from ..engine.raster_io import band_numbers, parse_options, quiet_gdal
 from ..icons import icon
 from .help import guide_url, paragraphs
 from .result_layer import layer_name, register_output
@@ -59,17 +58,20 @@ result is added to the map in true colour (the model's red, green and blue
 bands) with a cumulative-cut stretch.</p>"""
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
 def _shipped_default(key: str) -> str:
-    """The shipped models' ``key`` (tile_size, overlap) for the help, e.g.
-    "256 px"; empty when they disagree or cannot be read."""
+    """The shipped models' ``key`` (tile_size, overlap) for the help: "256 px",
+    or "14 px at ratio 2, 16 px at ratio 4"; empty when they cannot be read."""
     try:
         from ..engine.models import shipped_models
 
-        values = {getattr(meta, key) for _, meta in shipped_models()}
+        by_ratio = {meta.ratio: getattr(meta, key) for _, meta in shipped_models()}
     except Exception:  # a missing onnxruntime must not break the dialog
         return ""
-    return f"{values.pop()} px" if len(values) == 1 else ""
+    values = set(by_ratio.values())
+    if len(values) == 1:
+        return f"{values.pop()} px"
+    return ", ".join(f"{v} px at ratio {r}" for r, v in sorted(by_ratio.items()))
 
 
 def _default_label(label: str, key: str) -> str:
@@ -251,11 +253,12 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
         """Refuse before the dialog starts a run what can be known without one:
         the same layer twice, no overlap, no model for the bands and ratio, a
         missing onnxruntime (the engine's preflight; no pixel is read)."""
-        ok, message = super().checkParameterValues(parameters, context)
+        with quiet_gdal():  # see _raster_path
+            ok, message = super().checkParameterValues(parameters, context)
         if not ok:
             return ok, message
-        pan = self.parameterAsRasterLayer(parameters, self.PANCHROMATIC, context)
-        ms = self.parameterAsRasterLayer(parameters, self.SPECTRAL, context)
+        pan = self._raster_layer(parameters, self.PANCHROMATIC, context)
+        ms = self._raster_layer(parameters, self.SPECTRAL, context)
         if pan is not None and ms is not None and (
             pan.id() == ms.id() or pan.source() == ms.source()
         ):
@@ -285,7 +288,13 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
 
         pan = self._raster_path(parameters, self.PANCHROMATIC, context, "panchromatic")
         ms = self._raster_path(parameters, self.SPECTRAL, context, "multispectral")
-        bands = self.parameterAsInts(parameters, self.SPECTRAL_BANDS, context)
+        try:
+            # qgis_process passes "1,2,3" as text, which parameterAsInts reads as 0.
+            bands = band_numbers(parameters.get(self.SPECTRAL_BANDS))
+        except Ada3DError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        if bands is None:
+            bands = self.parameterAsInts(parameters, self.SPECTRAL_BANDS, context)
         if not bands and _explicitly_empty(parameters.get(self.SPECTRAL_BANDS)):
             raise QgsProcessingException(
                 _tr("The multispectral band selection is empty; select at least one band.")
@@ -313,7 +322,7 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
         # Resolved here, with the context this thread runs in, so that the
         # layer to load survives a run in the dialog's worker thread.
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        opts = replace(self._opts, output=output, driver=_driver_for(output))
+        opts = replace(self._opts, output=output)
         try:
             result = run(opts, feedback)
         except Cancelled as exc:
@@ -330,8 +339,14 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
             self.TILES: result.tiles,
         }
 
+    def _raster_layer(self, parameters, name: str, context):
+        # QGIS reads a sample of a raster it loads (for its default style):
+        # GDAL's errors on a damaged file would print before the plugin's sentence.
+        with quiet_gdal():
+            return self.parameterAsRasterLayer(parameters, name, context)
+
     def _raster_path(self, parameters, name: str, context, what: str) -> str:
-        layer = self.parameterAsRasterLayer(parameters, name, context)
+        layer = self._raster_layer(parameters, name, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, name))
         if layer.providerType() != "gdal":
@@ -349,8 +364,3 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
 def _explicitly_empty(value) -> bool:
     """An empty list or string given on purpose (None means "not set": all bands)."""
     return isinstance(value, (list, tuple, str)) and len(value) == 0
-
-
-def _driver_for(path: str) -> str:
-    ext = Path(path).suffix.lstrip(".")
-    return (QgsRasterFileWriter.driverForExtension(ext) if ext else "") or "GTiff"
