@@ -51,12 +51,18 @@ def quiet_gdal() -> Iterator[None]:
     raising = gdal.GetUseExceptions()
     if raising:
         gdal.DontUseExceptions()
+    # GDAL's worker threads (GDAL_NUM_THREADS, set for speed) report errors to
+    # the global handler, which prints "ERROR 1:" lines before the sentence:
+    # datasets opened and warps run in here decode in this thread instead.
+    threads = gdal.GetThreadLocalConfigOption("GDAL_NUM_THREADS", None)
+    gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", "1")
     gdal.PushErrorHandler("CPLQuietErrorHandler")
     gdal.ErrorReset()
     try:
         yield
     finally:
         gdal.PopErrorHandler()
+        gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", threads)
         if raising:
             gdal.UseExceptions()
 
@@ -641,6 +647,38 @@ def check_bands(ds: gdal.Dataset, bands: Sequence[int], what: str) -> None:
         )
     if ds.RasterCount and ds.GetRasterBand(1).DataType in _COMPLEX_TYPES:
         raise Ada3DError(f"The {what} raster holds complex numbers, which cannot be pansharpened.")
+
+
+def band_numbers(value) -> list[int] | None:
+    """Band numbers from a Processing value: numbers, or text such as "1,2,3"
+    (what ``qgis_process`` passes), or a list of either. None when the value
+    is none of these (an expression, a layer band list QGIS must read)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return _band_number(value, value)
+    if isinstance(value, str):
+        parts = [p for p in re.split(r"[,;\s]+", value.strip()) if p]
+        return [n for p in parts for n in _band_number(p, value)]
+    if isinstance(value, (list, tuple)):
+        numbers = [band_numbers(v) for v in value]
+        if any(n is None for n in numbers):
+            return None
+        return [b for n in numbers for b in n]
+    return None
+
+
+def _band_number(part, whole) -> list[int]:
+    try:
+        number = float(part)
+    except ValueError:
+        number = float("nan")
+    if not number.is_integer():
+        raise Ada3DError(
+            f"Bands are given by their numbers, separated by commas (for example 1,2,3,4); "
+            f"{whole!r} is not such a list."
+        )
+    return [int(number)]
 
 
 _COMPLEX_TYPES = {gdal.GDT_CInt16, gdal.GDT_CInt32, gdal.GDT_CFloat32, gdal.GDT_CFloat64}

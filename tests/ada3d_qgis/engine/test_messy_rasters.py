@@ -539,3 +539,14 @@ def test_band_kinds_read_descriptions_and_model_names():
              "Near-Infrared": "nir", "Red Edge 1": "red edge", "R": "red",
              "Short-wave infrared 1": "swir", "Green": "green", "Band 1": None, "": None}
     assert {text: band_kind(text) for text in kinds} == kinds
+
+
+def test_band_lists_as_qgis_process_and_python_give_them():
+    assert rio.band_numbers("1,2,3") == [1, 2, 3]
+    assert rio.band_numbers("4; 3 2") == [4, 3, 2]
+    assert rio.band_numbers(["1", "2"]) == [1, 2]  # SPECTRAL_BANDS=1 SPECTRAL_BANDS=2
+    assert rio.band_numbers([3, 1]) == [3, 1] and rio.band_numbers(2.0) == [2]
+    assert rio.band_numbers("") == [] and rio.band_numbers(None) is None
+    assert rio.band_numbers([object()]) is None  # left to QGIS
+    with pytest.raises(Ada3DError, match=r"separated by commas .*'1,a' is not such a list"):
+        rio.band_numbers("1,a")
