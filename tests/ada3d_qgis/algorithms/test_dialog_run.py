@@ -122,3 +122,27 @@ def test_true_colour_bands_by_name():
     assert true_colour_bands(["B", "G", "R", "NIR"]) == (3, 2, 1)
     assert true_colour_bands(["nir", "Red", "green", "blue"]) == (2, 3, 4)
     assert true_colour_bands(["coastal", "nir"]) is None
+
+
+def test_a_batch_dialog_run_loads_every_result(ada3d_provider, project_layers, tmp_path):
+    """As the batch dialog runs each row: a fresh context, alg.run on the main
+    thread, then Processing's result handling."""
+    from processing.gui.Postprocessing import handleAlgorithmResults
+    from processing.tools import dataobjects
+    from processing_task import LogFeedback
+    from qgis.core import QgsApplication
+
+    pan, ms = project_layers
+    alg = QgsApplication.processingRegistry().algorithmById(ALG)
+    for name in ("row1.tif", "row2.tif"):
+        params = {"PANCHROMATIC": pan.id(), "SPECTRAL": ms.id(), "DEVICE": 2,
+                  "OUTPUT": destination(str(tmp_path / name))}
+        params = alg.preprocessParameters(params)
+        context = dataobjects.createContext(LogFeedback())
+        _, ok = alg.run(params, context, LogFeedback())
+        assert ok
+        assert handleAlgorithmResults(alg, context, LogFeedback(), False, params)
+    sources = sorted(lyr.source() for lyr in _fused_layers())
+    assert sources == [str(tmp_path / "row1.tif"), str(tmp_path / "row2.tif")]
+    for layer in _fused_layers():
+        _check_true_colour(layer)
