@@ -10,7 +10,7 @@ from pathlib import Path
 
 from qgis.core import QgsProject, QgsRasterLayer
 from qgis.PyQt.QtCore import QTimer
-from qgis.PyQt.QtWidgets import QDialogButtonBox, QTextEdit
+from qgis.PyQt.QtWidgets import QApplication, QDialog, QDialogButtonBox, QTextEdit
 from qgis.utils import iface, plugins
 
 OUT = Path(os.environ["ADA3D_DESKTOP_DIR"])
@@ -101,4 +101,43 @@ def wait_for_quit():
     QTimer.singleShot(300, wait_for_quit)
 
 
-QTimer.singleShot(1000, start)
+def ada3d_menu_actions():
+    """The actions of Raster > Ada3D, by text."""
+    for action in iface.rasterMenu().actions():
+        menu = action.menu()
+        if menu is not None and action.text().replace("&", "") == "Ada3D":
+            return {a.text(): a for a in menu.actions()}
+    return {}
+
+
+def open_from_menu(text):
+    """Trigger a Raster > Ada3D entry; its modal dialog is closed once seen and
+    its title recorded (the nested event loop of exec() runs the timer)."""
+    seen = {}
+
+    def close_dialog():
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, QDialog) and widget.isVisible():
+                seen["title"] = widget.windowTitle()
+                widget.reject()
+                return
+        if time.monotonic() < DEADLINE:
+            QTimer.singleShot(300, close_dialog)
+
+    QTimer.singleShot(1500, close_dialog)
+    ada3d_menu_actions()[text].trigger()
+    return seen.get("title", "")
+
+
+def check_menu():
+    actions = ada3d_menu_actions()
+    report(
+        menu=sorted(actions),
+        menu_pansharpen=open_from_menu("Pansharpen…"),
+        menu_assess=open_from_menu("Assess Pansharpening Quality…"),
+        menu_dependencies=open_from_menu("Install / repair dependencies…"),
+    )
+    QTimer.singleShot(500, start)
+
+
+QTimer.singleShot(1000, check_menu)

@@ -98,6 +98,12 @@ def test_pansharpen_dialog_in_the_desktop_puts_the_styled_layer_on_the_map(deskt
     assert "error" not in state, state
     assert state["plugin_loaded"] and state["help_button"]
     assert "Ada3D Pansharpen" in state["dialog_title"]
+    # Raster > Ada3D opens both algorithm dialogs and the dependency installer.
+    assert state["menu"] == sorted(["Pansharpen…", "Assess Pansharpening Quality…",
+                                    "Install / repair dependencies…"])
+    assert "Ada3D Pansharpen" in state["menu_pansharpen"]
+    assert "Assess Pansharpening Quality" in state["menu_assess"]
+    assert "dependencies" in state["menu_dependencies"].lower()
     x, y = state["run_button"]
     subprocess.run([_tool("xdotool"), "mousemove", str(x), str(y), "click", "1"],
                    env=env, check=True, timeout=30)
