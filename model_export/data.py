@@ -33,7 +33,6 @@ GDAL band 1).
 from __future__ import annotations
 
 import csv
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -231,64 +230,6 @@ def load_fusebox_pair(
     return np.ascontiguousarray(ms.transpose(2, 0, 1), np.float32), pan.astype(np.float32)
 
 
-def _open(path: str | Path):
-    from osgeo import gdal
-
-    gdal.UseExceptions()
-    ds = gdal.Open(str(path))
-    if ds is None:
-        raise FileNotFoundError(path)
-    return ds
-
-
-def _pan_aligned_window(pan_ds, ms_ds, native_ratio: int) -> tuple[int, int, int, int]:
-    """(col0, row0, cols, rows) in coarse cells of the PAN-aligned MS grid
-    (cells of ``native_ratio`` PAN pixels, anchored at the PAN origin) whose
-    centres lie inside the MS footprint."""
-    from osgeo import gdal, osr
-
-    gt = pan_ds.GetGeoTransform()
-    if gt[2] or gt[4]:
-        raise ValueError("rotated PAN grids are not supported")
-    pan_srs, ms_srs = osr.SpatialReference(), osr.SpatialReference()
-    pan_srs.ImportFromWkt(pan_ds.GetProjection())
-    ms_srs.ImportFromWkt(ms_ds.GetProjection())
-    if ms_ds.GetProjection() and not pan_srs.IsSame(ms_srs):
-        # The footprint in the PAN's CRS, as GDAL itself would suggest it.
-        tmp = gdal.Warp("", ms_ds, format="VRT", dstSRS=pan_ds.GetProjection())
-        mgt, mcols, mrows = tmp.GetGeoTransform(), tmp.RasterXSize, tmp.RasterYSize
-        tmp = None
-    else:
-        mgt, mcols, mrows = ms_ds.GetGeoTransform(), ms_ds.RasterXSize, ms_ds.RasterYSize
-    xs = sorted([mgt[0], mgt[0] + mcols * mgt[1]])
-    ys = sorted([mgt[3], mgt[3] + mrows * mgt[5]])
-    # MS footprint in PAN pixel coordinates.
-    c_lo, c_hi = sorted((x - gt[0]) / gt[1] for x in xs)
-    r_lo, r_hi = sorted((y - gt[3]) / gt[5] for y in ys)
-    r = native_ratio
-    eps = 1e-6
-
-    def span(lo: float, hi: float, n_pan: int) -> tuple[int, int]:
-        # Cell k has its centre at PAN coordinate (k + 0.5) r.
-        first = max(0, math.ceil(lo / r - 0.5 - eps))
-        last = min(n_pan // r - 1, math.floor(hi / r - 0.5 + eps))
-        return first, last - first + 1
-
-    col0, cols = span(c_lo, c_hi, pan_ds.RasterXSize)
-    row0, rows = span(r_lo, r_hi, pan_ds.RasterYSize)
-    if cols < 1 or rows < 1:
-        raise ValueError("the MS and PAN rasters do not overlap")
-    return col0, row0, cols, rows
-
-
-def _nodata_mask(arr: np.ndarray, nodata: float | None) -> np.ndarray | None:
-    if nodata is None:
-        return None
-    if math.isnan(nodata):
-        return np.isnan(arr)
-    return arr == nodata
-
-
 def load_geotiff_pair(
     ms_path: str | Path,
     pan_path: str | Path,
@@ -296,68 +237,47 @@ def load_geotiff_pair(
     bands: Sequence[int] | None = None,
     resampling: str = "cubic",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
-    """A GeoTIFF PAN/MS pair with the MS brought onto the PAN-aligned grid.
+    """A GeoTIFF PAN/MS pair aligned exactly as the plugin aligns it
+    (:func:`ada3d_qgis.engine.raster_io.align_inputs`), so that training sees
+    what inference serves: the MS on the grid of ``native_ratio`` x PAN blocks
+    over every PAN pixel whose centre the MS covers, nodata band by band.
 
     Returns ``ms`` (bands, rows, cols), ``pan`` (rows * r, cols * r) (float32,
-    r = ``native_ratio``), a validity mask on the MS grid (None when no pixel
-    is nodata) and ``info`` (geotransform of the aligned MS, band
-    descriptions, whether a warp was needed). When the MS grid already is the
-    aligned grid, its pixels are read unchanged.
+    r = ``native_ratio``; whole blocks inside the PAN only), a validity mask on
+    the MS grid (None when every pixel holds data) and ``info`` (geotransform
+    of the aligned MS, band descriptions, whether the MS was resampled).
     """
-    from osgeo import gdal
+    from ada3d_qgis.engine import Ada3DError
+    from ada3d_qgis.engine import raster_io as rio
 
-    pan_ds, ms_ds = _open(pan_path), _open(ms_path)
-    bands = list(range(ms_ds.RasterCount)) if bands is None else list(bands)
-    if not bands or min(bands) < 0 or max(bands) >= ms_ds.RasterCount:
-        raise ValueError(f"band indices {bands} do not fit the {ms_ds.RasterCount} MS bands")
-    col0, row0, cols, rows = _pan_aligned_window(pan_ds, ms_ds, native_ratio)
-    r = native_ratio
-    pgt = pan_ds.GetGeoTransform()
-    gt = (pgt[0] + col0 * r * pgt[1], pgt[1] * r, 0.0, pgt[3] + row0 * r * pgt[5], 0.0, pgt[5] * r)
-    pan_band = pan_ds.GetRasterBand(1)
-    pan = pan_band.ReadAsArray(col0 * r, row0 * r, cols * r, rows * r).astype(np.float32)
-    pan_invalid = _nodata_mask(pan, pan_band.GetNoDataValue())
-
-    ms_nodata = ms_ds.GetRasterBand(bands[0] + 1).GetNoDataValue()
-    mgt = ms_ds.GetGeoTransform()
-    offset = ((gt[0] - mgt[0]) / mgt[1], (gt[3] - mgt[3]) / mgt[5])
-    aligned = (
-        pan_ds.GetProjection() == ms_ds.GetProjection()
-        and np.allclose((mgt[1], mgt[5]), (gt[1], gt[5]), rtol=1e-9)
-        and all(abs(o - round(o)) < 1e-6 for o in offset)
-    )
-    if aligned:
-        x0, y0 = (round(o) for o in offset)
-        ms = np.stack(
-            [ms_ds.GetRasterBand(b + 1).ReadAsArray(x0, y0, cols, rows) for b in bands]
-        ).astype(np.float32)
-    else:
-        sel = gdal.Translate("", ms_ds, format="VRT", bandList=[b + 1 for b in bands])
-        warped = gdal.Warp(
-            "",
-            sel,
-            format="MEM",
-            dstSRS=pan_ds.GetProjection(),
-            outputBounds=(gt[0], gt[3] + rows * gt[5], gt[0] + cols * gt[1], gt[3]),
-            width=cols,
-            height=rows,
-            resampleAlg=resampling,
-            outputType=gdal.GDT_Float32,
-            srcNodata=ms_nodata,
-            dstNodata=ms_nodata,
+    if resampling != "cubic":
+        raise ValueError(
+            f"resampling {resampling!r}: training aligns the MS as the plugin does (cubic)"
         )
-        ms = warped.ReadAsArray().reshape(len(bands), rows, cols).astype(np.float32)
-        warped = sel = None
-    ms_invalid = _nodata_mask(ms, ms_nodata)
-    valid = None
-    if ms_invalid is not None and ms_invalid.any():
-        valid = ~ms_invalid.any(axis=0)
-    if pan_invalid is not None and pan_invalid.any():
-        pan_ok = ~pan_invalid.reshape(rows, r, cols, r).any(axis=(1, 3))
-        valid = pan_ok if valid is None else valid & pan_ok
-    descriptions = [ms_ds.GetRasterBand(b + 1).GetDescription() for b in bands]
-    info = {"geotransform": gt, "descriptions": descriptions, "warped": not aligned}
-    return ms, pan, valid, info
+    ms_bands = None if bands is None else [b + 1 for b in bands]
+    r = native_ratio
+    try:
+        with rio.quiet_gdal():
+            pair = rio.open_pair(str(pan_path), str(ms_path), 1, ms_bands)
+            inputs = rio.align_inputs(pair.pan_ds, 1, pair.ms_ds, pair.ms_bands, r)
+            try:
+                out = inputs.output
+                cols, rows = out.width // r, out.height // r
+                ms = inputs.read_ms(0, 0, cols, rows)
+                pan = inputs.read_pan(0, 0, cols * r, rows * r)
+            finally:
+                inputs.close()
+    except Ada3DError as exc:
+        raise ValueError(str(exc)) from exc
+    valid = np.isfinite(ms).all(axis=0) & np.isfinite(pan).reshape(rows, r, cols, r).all(
+        axis=(1, 3)
+    )
+    info = {
+        "geotransform": out.window(0, 0, cols, rows, step=r).geotransform,
+        "descriptions": list(pair.descriptions),
+        "warped": not inputs.resampling.startswith("the multispectral grid already"),
+    }
+    return ms, pan, None if valid.all() else valid, info
 
 
 def load_scene(spec: SceneSpec, cfg: DataConfig) -> tuple[Scene, list[str]]:

@@ -313,3 +313,48 @@ def test_large_validation_scenes_are_cut_to_their_centre(sample_ms: Path, sample
     np.testing.assert_array_equal(cut.ms, scene.ms[:, 78:178, 78:178])
     np.testing.assert_array_equal(cut.pan, scene.pan[156:356, 156:356])
     assert D.centre_crop(scene, 300, 2) is scene
+
+
+def test_training_reads_what_the_plugin_serves(sample_ms, sample_pan):
+    """One alignment: the training pair is the plugin's aligned MS and PAN."""
+    from ada3d_qgis.engine import raster_io as rio
+
+    ms, pan, valid, _ = D.load_geotiff_pair(sample_ms, sample_pan, 2, bands=[2, 1, 0, 3])
+    pair = rio.open_pair(str(sample_pan), str(sample_ms), 1, [3, 2, 1, 4])
+    inputs = rio.align_inputs(pair.pan_ds, 1, pair.ms_ds, pair.ms_bands, 2)
+    try:
+        h, w = ms.shape[1:]
+        assert np.array_equal(ms, inputs.read_ms(0, 0, w, h))
+        assert np.array_equal(pan, inputs.read_pan(0, 0, 2 * w, 2 * h))
+    finally:
+        inputs.close()
+    assert valid is None and ms.shape == (4, 256, 256)  # the whole sample
+
+
+def test_nodata_is_read_band_by_band(tmp_path, sample_ms, sample_pan):
+    """Each band's own nodata value marks its gaps (band 1: 0, band 4: 65535)."""
+    gaps = {1: (0, (slice(10, 20), slice(10, 20))),
+            4: (65535, (slice(100, 110), slice(50, 60)))}
+    tif = tmp_path / "ms_gaps.tif"
+    ds = gdal.Translate(str(tif), str(sample_ms))
+    for b, (value, block) in gaps.items():
+        band = ds.GetRasterBand(b)
+        data = band.ReadAsArray()
+        data[block] = value
+        band.WriteArray(data)
+        del band
+    ds = None
+    # GeoTIFF holds one nodata value for all bands; a VRT holds one per band.
+    path = tmp_path / "ms_nd.vrt"
+    ds = gdal.Translate(str(path), str(tif), format="VRT")
+    for b, (value, _) in gaps.items():
+        ds.GetRasterBand(b).SetNoDataValue(value)
+    ds = None
+    _, _, valid, _ = D.load_geotiff_pair(path, sample_pan, 2)
+    assert valid is not None
+    # The aligned grid starts on the MS grid's first cell (a quarter-cell shift):
+    # each gap, widened by the cubic kernel, is invalid, and nothing far from it.
+    assert not valid[11:19, 11:19].any() and not valid[101:109, 51:59].any()
+    expected = np.ones_like(valid)
+    expected[7:23, 7:23] = expected[97:113, 47:63] = False
+    assert valid[expected].all()
