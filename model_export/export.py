@@ -38,6 +38,7 @@ from ada3d_qgis.core.metadata import ModelMetadata
 from ada3d_qgis.core.normalise import METHOD as NORMALISATION_METHOD
 from ada3d_qgis.engine.session import TILE_BUDGET_MIB
 from model_export.adaptive_conv import DEFAULT_FORMULATION, FORMULATIONS
+from model_export.checkpoints import load_checkpoint_dict
 from model_export.graph_passes import merge_chained_slices
 from model_export.model import Ada3D, Ada3DConfig, AdaptiveConv3d, receptive_field_halo
 
@@ -80,9 +81,7 @@ class _ContextModel(nn.Module):
 
 def load_checkpoint(path: str | Path) -> tuple[Ada3D, dict[str, Any]]:
     """Model (eval mode, CPU) and the raw checkpoint dict written by train.py."""
-    # weights_only=False: a training checkpoint also carries optimizer and RNG
-    # state; export only ever reads checkpoints the user produced.
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint_dict(path)  # weights and plain data only: see checkpoints.py
     model = Ada3D(Ada3DConfig.from_dict(ckpt["config"]))
     state = ckpt["model"]
     # DistributedDataParallel prefixes every key with "module.".

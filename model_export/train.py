@@ -60,6 +60,7 @@ from tqdm import tqdm
 from ada3d_qgis.core import metrics
 from ada3d_qgis.core.degrade import upsample_cubic
 from ada3d_qgis.core.normalise import METHOD, denormalise
+from model_export.checkpoints import load_checkpoint_dict
 from model_export.data import (
     DataConfig,
     PatchDataset,
@@ -212,9 +213,11 @@ def make_deterministic(seed: int, device: torch.device) -> None:
 
 
 def rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        # Plain data, not an array: checkpoints are read with weights_only=True.
+        "numpy": (kind, keys.tolist(), pos, has_gauss, gauss),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -224,7 +227,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -489,7 +493,7 @@ class Trainer:
             return None
         if not self.cfg.resume:
             raise FileExistsError(f"{path} exists: pass --resume or another --out")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint_dict(path)
         _check_resume_config(TrainConfig.from_dict(ckpt["training"]["train_config"]), self.cfg)
         return ckpt
 
@@ -775,7 +779,7 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     base = TrainConfig()
     out = Path(given.get("out", base.out))
     if given.get("resume") and (out / LAST).exists():
-        ckpt = torch.load(out / LAST, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint_dict(out / LAST)
         base = TrainConfig.from_dict(ckpt["training"]["train_config"])
     values = base.to_dict()
     for key, value in given.items():

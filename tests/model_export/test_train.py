@@ -15,6 +15,7 @@ import torch
 from osgeo import gdal
 
 from ada3d_qgis.core import metrics
+from model_export.checkpoints import load_checkpoint_dict
 from model_export.data import DataConfig
 from model_export.model import Ada3D, Ada3DConfig
 from model_export.train import TrainConfig, config_from_args, loss_terms, train
@@ -73,7 +74,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+    return load_checkpoint_dict(path)["model"]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_smoke_run_writes_checkpoints_log_and_curve(full_run: Path) -> None:
         assert (full_run / "curve.png").stat().st_size > 1000
     except ImportError:
         assert "curve.png" not in names
-    ckpt = torch.load(full_run / "last.pt", map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint_dict(full_run / "last.pt")
     # The checkpoint contract of DESIGN.md "Interfaces".
     for key in ("config", "model", "band_names", "training", "validation", "epoch"):
         assert key in ckpt
@@ -113,7 +114,7 @@ def test_smoke_run_writes_checkpoints_log_and_curve(full_run: Path) -> None:
 def test_training_improves_on_the_interpolation_start(full_run: Path) -> None:
     # The untrained network is bilinear interpolation, so the bilinear
     # reference is where training starts; a few steps must already beat it.
-    ckpt = torch.load(full_run / "best.pt", map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint_dict(full_run / "best.pt")
     val, bilinear = ckpt["validation"], ckpt["validation"]["baselines"]["bilinear"]
     assert val["ergas"] < bilinear["ergas"]
     assert val["sam"] < bilinear["sam"]
