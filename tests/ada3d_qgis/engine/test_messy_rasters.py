@@ -288,19 +288,25 @@ def test_the_format_check_catches_lossy_clipping_and_short_formats():
 # ----------------------------------------------------------------- 5. output = input
 
 
-@pytest.mark.parametrize("role", ["panchromatic", "multispectral"])
+@pytest.mark.parametrize(("role", "spelling"), [("panchromatic", "same"),
+                                               ("multispectral", "same"),
+                                               ("panchromatic", "through a link")])
 def test_an_output_that_is_an_input_is_refused(
-    tmp_path, sample_pan, sample_ms, tiny_model, no_session, role
+    tmp_path, sample_pan, sample_ms, tiny_model, no_session, role, spelling
 ):
     pan, ms = tmp_path / "pan.tif", tmp_path / "ms.tif"
     shutil.copy(sample_pan, pan)
     shutil.copy(sample_ms, ms)
     target = pan if role == "panchromatic" else ms
     before = target.read_bytes()
+    given = target
+    if spelling == "through a link":
+        (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
+        given = tmp_path / "link" / target.name
     with pytest.raises(Ada3DError, match=f"is the {role} input raster"):
-        _run(pan, ms, target, tiny_model)
+        _run(pan, ms, given, tiny_model)
     assert target.read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["ms.tif", "pan.tif"]
+    assert sorted(n for n in os.listdir(tmp_path) if n != "link") == ["ms.tif", "pan.tif"]
 
 
 # ----------------------------------------------------------------- 6. interrupted runs
@@ -427,7 +433,8 @@ def test_a_disk_that_fills_up_during_the_run_is_named_as_full(
 
 def _mislabelled_model(tiny_model, path, scale: int, cast_to_int: bool = False):
     """An ONNX file with the tiny model's Ada3D metadata (ratio 2) whose
-    network upsamples the MS by ``scale`` (optionally to integers)."""
+    network upsamples the MS by ``scale`` (optionally to integers); scale 0:
+    it reshapes the MS to a fixed size, which fails while it runs."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -435,7 +442,9 @@ def _mislabelled_model(tiny_model, path, scale: int, cast_to_int: bool = False):
                         if p.key == "context_size"))
     dims = ["n", 4, "h", "w"]
     scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, scale, scale])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 4, 7, 7])
     nodes = [
+        helper.make_node("Reshape", ["ms", "shape"], ["up"]) if scale == 0 else
         helper.make_node("Resize", ["ms", "", "scales"], ["up"], mode="nearest"),
         helper.make_node("Cast", ["up"], ["fused"], to=TensorProto.INT32) if cast_to_int
         else helper.make_node("Identity", ["up"], ["fused"]),
@@ -450,7 +459,7 @@ def _mislabelled_model(tiny_model, path, scale: int, cast_to_int: bool = False):
         [helper.make_tensor_value_info("fused", TensorProto.INT32 if cast_to_int
                                        else TensorProto.FLOAT, None),
          helper.make_tensor_value_info("context_out", TensorProto.FLOAT, ["n", k])],
-        initializer=[scales],
+        initializer=[scales, shape],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     for prop in onnx.load(str(tiny_model)).metadata_props:
@@ -466,6 +475,7 @@ def _mislabelled_model(tiny_model, path, scale: int, cast_to_int: bool = False):
         (3, False, "its fused output is 1 x 4 x 288 x 288 where the tile needs 1 x 4 x 192 x 192"),
         (1, False, "its fused output is 1 x 4 x 96 x 96 where the tile needs 1 x 4 x 192 x 192"),
         (2, True, "its fused output holds int32 values, not floating-point numbers"),
+        (0, False, "failed on a tile (ms 1x4x96x96, pan 1x1x192x192, context 1x"),
     ],
 )
 def test_a_model_whose_output_does_not_fit_the_tile_is_refused_and_writes_nothing(
@@ -477,8 +487,8 @@ def test_a_model_whose_output_does_not_fit_the_tile_is_refused_and_writes_nothin
     with pytest.raises(Ada3DError) as info:
         _run(sample_pan, sample_ms, out / "fused.tif", model, tile_size=256, overlap=16)
     message = str(info.value)
-    assert message.startswith("The model mislabelled.onnx does not work as its Ada3D metadata "
-                              "say (ratio 2, 4 bands)") and expected in message, message
+    assert message.startswith("The model mislabelled.onnx ") and expected in message, message
+    assert "does not work as its Ada3D metadata say" in message
     assert os.listdir(out) == []
 
 
