@@ -189,8 +189,10 @@ def convert(proto: onnx.ModelProto) -> onnx.ModelProto:
 def _cpu_session(path: Path):
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3  # the float16 graph's constant-folding notes
+    from ada3d_qgis.engine.session import session_options
+
+    # The plugin's options (quiet: the float16 graph's constant-folding notes).
+    so = session_options(ort)
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 

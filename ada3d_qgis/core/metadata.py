@@ -20,6 +20,11 @@ FORMAT_VERSION = 1
 #: Value of the ``format`` key: tells an Ada3D model from any other .onnx file.
 FORMAT_NAME = "ada3d-pansharpening"
 
+#: The graph's inputs and outputs, in order: what the exporter writes and the
+#: plugin feeds and reads (context and context_weight are optional inputs).
+INPUT_NAMES = ("ms", "pan", "context", "context_weight")
+OUTPUT_NAMES = ("fused", "context_out")
+
 
 class MetadataError(ValueError):
     """The .onnx file is not an Ada3D model this plugin can run."""

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.metadata import MetadataError, ModelMetadata
+from ..core.metadata import INPUT_NAMES, OUTPUT_NAMES, MetadataError, ModelMetadata
 from . import Ada3DError
 
 DEVICES = ("auto", "cuda", "cpu")
-INPUTS = ("ms", "pan", "context", "context_weight")
-OUTPUTS = ("fused", "context_out")
+INPUTS, OUTPUTS = INPUT_NAMES, OUTPUT_NAMES
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
 
