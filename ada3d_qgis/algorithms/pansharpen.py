@@ -34,11 +34,11 @@ from qgis.PyQt.QtCore import QCoreApplication
 from ..compat import FILE_BEHAVIOR_FILE, NUMBER_INTEGER, PARAMETER_FLAG_ADVANCED
 from ..engine import Ada3DError, Cancelled
 from ..engine.raster_io import band_numbers, parse_options, quiet_gdal
+from ..engine.session import DEVICES
 from ..icons import icon
 from .help import guide_url, paragraphs
 from .result_layer import layer_name, register_output
 
-DEVICES = ("auto", "cuda", "cpu")
 DEVICE_LABELS = ("Auto (CUDA when it really runs, else CPU)", "CUDA", "CPU")
 
 SHORT_HELP = """<p>Pansharpens a multispectral raster with a panchromatic raster using
