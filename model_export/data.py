@@ -259,7 +259,7 @@ def load_geotiff_pair(
     try:
         with rio.quiet_gdal():
             pair = rio.open_pair(str(pan_path), str(ms_path), 1, ms_bands)
-            inputs = rio.align_inputs(pair.pan_ds, 1, pair.ms_ds, pair.ms_bands, r)
+            inputs = rio.align_pair(pair, r)
             try:
                 out = inputs.output
                 cols, rows = out.width // r, out.height // r

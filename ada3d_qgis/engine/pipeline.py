@@ -31,7 +31,7 @@ from .raster_io import (
     AlignedInputs,
     InputPair,
     OutputWriter,
-    align_inputs,
+    align_pair,
     check_output_folder,
     choose_nodata,
     driver_for_path,
@@ -381,9 +381,7 @@ def run(opts: RunOptions, feedback: Feedback | None = None) -> RunResult:
         model = open_session(choice.path, opts.device)
         info(feedback, f"Device: {model.device_note}.")
         detail(feedback, f"onnxruntime execution provider: {model.provider}.")
-        inputs = align_inputs(
-            pair.pan_ds, pair.pan_band, pair.ms_ds, pair.ms_bands, choice.metadata.ratio
-        )
+        inputs = align_pair(pair, choice.metadata.ratio)
         for note in [*notes, *inputs.notes]:
             info(feedback, note)
         try:

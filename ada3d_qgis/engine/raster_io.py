@@ -545,8 +545,18 @@ def open_pair(
             "choose the panchromatic band's file as the panchromatic input and the "
             "multispectral image as the multispectral input."
         )
-    pan_ds = open_raster(pan, "panchromatic")
-    ms_ds = open_raster(ms, "multispectral")
+    return check_pair(
+        open_raster(pan, "panchromatic"), pan_band, open_raster(ms, "multispectral"), ms_bands
+    )
+
+
+def check_pair(
+    pan_ds: gdal.Dataset,
+    pan_band: int,
+    ms_ds: gdal.Dataset,
+    ms_bands: Sequence[int] | None = None,
+) -> InputPair:
+    """Check two open rasters (bands exist, georeferencing) as one pair."""
     bands = list(range(1, ms_ds.RasterCount + 1)) if ms_bands is None else list(ms_bands)
     check_bands(pan_ds, [pan_band], "panchromatic")
     check_bands(ms_ds, bands, "multispectral")
@@ -568,14 +578,17 @@ def align_inputs(
     ms_bands: Sequence[int],
     ratio: int,
 ) -> AlignedInputs:
+    """:func:`align_pair` of the checked pair."""
+    return align_pair(check_pair(pan_ds, pan_band, ms_ds, ms_bands), ratio)
+
+
+def align_pair(pair: InputPair, ratio: int) -> AlignedInputs:
     """Put the selected MS bands on the exact ``ratio`` x PAN grid over every PAN
     pixel whose centre the MS covers (lazily: a warped VRT)."""
-    check_bands(pan_ds, [pan_band], "panchromatic")
-    check_bands(ms_ds, ms_bands, "multispectral")
-    pan = grid_of(pan_ds, "panchromatic")
+    pan_ds, pan_band, ms_ds, ms_bands = pair.pan_ds, pair.pan_band, pair.ms_ds, pair.ms_bands
+    pan, ms_in_pan = pair.pan_grid, pair.ms_grid
     ms_src = grid_of(ms_ds, "multispectral")
     reprojected = not same_crs(ms_src.crs_wkt, pan.crs_wkt)
-    ms_in_pan = grid_in_crs(ms_ds, "multispectral", pan.crs_wkt) if reprojected else ms_src
     col, row, width, height = output_window(pan, ms_in_pan, ratio)
     output = pan.window(col, row, width, height)
     blocks_x, blocks_y = -(-width // ratio), -(-height // ratio)
