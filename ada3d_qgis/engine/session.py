@@ -68,16 +68,11 @@ def session_options(ort, quiet: bool = True):
     so = ort.SessionOptions()
     # Warnings (e.g. about unused initialisers) mean nothing to a GIS analyst.
     so.log_severity_level = 3 if quiet else 2
-    # The CPU arena rounds allocations up and keeps them: without it a 256 px tile
-    # of the small Ada3D configuration peaks at 1.0 GiB instead of 1.9 GiB, at
-    # the same speed (measured with onnxruntime 1.31).
+    # The CPU arena rounds allocations up and keeps them, for no speed gain
+    # (docs/design.md, "Memory on the CPU").
     so.enable_cpu_mem_arena = False
-    # Everything but the layout optimisations, i.e. without onnxruntime's
-    # NCHWc convolutions: their reorders to and from the blocked layout cost
-    # more than they save in a graph of small convolutions between elementwise
-    # ops. A 256 px tile of the shipped models: 6 to 11 % faster, 200 MiB
-    # above the session's resting size instead of 215 to 228. (Layout
-    # optimisations only touch CPU nodes; a CUDA session loses nothing.)
+    # No layout optimisations: the NCHWc reorders cost more than they save in a
+    # graph of small convolutions between elementwise ops (docs/design.md).
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     return so
 

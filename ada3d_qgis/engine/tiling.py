@@ -24,12 +24,10 @@ from . import Ada3DError
 
 #: Pass 1 (the pooled context) runs on at most this many tiles ...
 CONTEXT_TILES = 16
-#: ... and on one tile per this many tiles of the scene (at least one). Pass 1
-#: then costs about the same share of every run, so the time per pixel does not
-#: depend on the scene size. On a real 1024 x 1024 PAN scene one context tile
-#: of 16 (320 px tiles) kept the tiled output within 0.07 % RMSE of one
-#: whole-image pass, two of 25 (256 px) within 0.03 %
-#: (tests/ada3d_qgis/algorithms/test_pansharpen.py prints it).
+#: ... and on one tile per this many tiles of the scene (at least one), so that
+#: pass 1 costs the same share of every run; the tiled-versus-whole-image test
+#: in tests/ada3d_qgis/algorithms/test_pansharpen.py prints what it costs in
+#: accuracy.
 TILES_PER_CONTEXT_TILE = 16
 
 
