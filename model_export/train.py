@@ -257,7 +257,9 @@ def scene_metrics(reference: np.ndarray, fused: np.ndarray, ratio: int) -> dict[
     """SAM (degrees), ERGAS, Q2n (32-pixel blocks) and SCC of ``fused``
     against ``reference``, both (bands, rows, cols) in digital numbers."""
     m = metrics.reference_metrics(reference, fused, ratio)
-    return {k: float(m[k]) for k in ("sam", "ergas", "q2n", "scc")}  # type: ignore[arg-type]
+    # The training log and the model metadata keep their lower-case names.
+    names = (("sam", "SAM"), ("ergas", "ERGAS"), ("q2n", "Q2N"), ("scc", "SCC"))
+    return {name: float(m[key]) for name, key in names}  # type: ignore[arg-type]
 
 
 def _mean_metrics(per_scene: dict[str, dict[str, float]]) -> dict[str, float]:

@@ -27,9 +27,9 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
+from ..core.metrics import METRICS, NO_REFERENCE_KEYS, REFERENCE_KEYS
 from ..engine import Ada3DError, Cancelled
 from ..engine.assessment import AssessOptions, assess, wald_inputs
-from ..engine.report import METRICS, NO_REFERENCE_KEYS, REFERENCE_KEYS
 from ..icons import icon
 from .help import guide_url
 

@@ -57,6 +57,7 @@ every metric. Everything is plain numpy (it runs inside QGIS's Python).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -66,6 +67,72 @@ from .degrade import DEFAULT_PAN_GAIN, degrade
 BLOCK = 32
 
 Halo = int | tuple[int, int, int, int]
+
+
+# --- the catalogue: keys, labels and meanings ----------------------------
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    key: str
+    label: str
+    unit: str
+    ideal: str
+    meaning: str
+
+
+#: Every metric the assessment outputs, in table order; the accumulators'
+#: results and the algorithm's outputs use these keys. The first five need a
+#: reference (reduced resolution), the last three do not (full resolution).
+# One metric per entry reads better than one field per line.
+# fmt: off
+METRICS: tuple[MetricInfo, ...] = (
+    MetricInfo(
+        "Q2N", "Q2n", "", "1",
+        "Joint spectral and spatial similarity to the reference (Q4 for 4 bands), mean over "
+        "32 x 32 blocks; from -1 to 1, higher is better, above about 0.9 is very good.",
+    ),
+    MetricInfo(
+        "SAM", "SAM", "degrees", "0",
+        "Mean spectral angle between fused and reference spectra: colour fidelity, "
+        "independent of brightness; lower is better, a few degrees is typical.",
+    ),
+    MetricInfo(
+        "ERGAS", "ERGAS", "", "0",
+        "Relative global error, 100 / ratio x root mean of (band RMSE / band mean)^2; "
+        "lower is better, below about 3 is usually considered good.",
+    ),
+    MetricInfo(
+        "SCC", "SCC", "", "1",
+        "Correlation of the Laplacian (high-pass) details of fused and reference: spatial "
+        "detail fidelity; from -1 to 1, higher is better.",
+    ),
+    MetricInfo(
+        "PSNR", "PSNR", "dB", "+inf",
+        "Peak signal-to-noise ratio from the MSE over all bands and the data range; "
+        "higher is better.",
+    ),
+    MetricInfo(
+        "D_LAMBDA", "D_lambda", "", "0",
+        "Spectral distortion without reference: change of the band-to-band Q indices from "
+        "the MS to the fused image; lower is better.",
+    ),
+    MetricInfo(
+        "D_S", "D_s", "", "0",
+        "Spatial distortion without reference: change of the band-to-PAN Q indices between "
+        "the MS scale and the PAN scale; lower is better.",
+    ),
+    MetricInfo(
+        "QNR", "QNR", "", "1",
+        "Quality with no reference, (1 - D_lambda)(1 - D_s); higher is better, above about "
+        "0.9 is good.",
+    ),
+)
+# fmt: on
+METRIC_KEYS = tuple(m.key for m in METRICS)
+REFERENCE_KEYS = ("Q2N", "SAM", "ERGAS", "SCC", "PSNR")
+NO_REFERENCE_KEYS = ("D_LAMBDA", "D_S", "QNR")
+_LABELS = {m.key: m.label for m in METRICS}
 
 
 # --- small helpers -------------------------------------------------------
@@ -359,26 +426,26 @@ class ReferenceMetrics:
         )
 
     def result(self) -> dict[str, object]:
-        """Metrics so far: ``q2n``, ``sam`` (degrees), ``ergas``, ``scc``,
-        ``scc_bands``, ``rmse_bands``, ``psnr``, ``psnr_bands`` (PSNR only
+        """Metrics so far: ``Q2N``, ``SAM`` (degrees), ``ERGAS``, ``SCC``,
+        ``scc_bands``, ``rmse_bands``, ``PSNR``, ``psnr_bands`` (PSNR only
         with a data range), ``pixels``, ``q2n_tiles``; NaN where nothing
         counted."""
         nan = float("nan")
         out: dict[str, object] = {"pixels": self._n, "q2n_tiles": self._q2n_n}
-        out["q2n"] = self._q2n_sum / self._q2n_n if self._q2n_n else nan
-        out["sam"] = self._angle_sum / self._angle_n if self._angle_n else nan
+        out["Q2N"] = self._q2n_sum / self._q2n_n if self._q2n_n else nan
+        out["SAM"] = self._angle_sum / self._angle_n if self._angle_n else nan
         if self._n:
             mse = self._sq_err / self._n
             mean = self._ref_sum / self._n
             with np.errstate(divide="ignore", invalid="ignore"):
-                out["ergas"] = float(100.0 / self.ratio * np.sqrt(np.mean(mse / mean**2)))
+                out["ERGAS"] = float(100.0 / self.ratio * np.sqrt(np.mean(mse / mean**2)))
             out["rmse_bands"] = np.sqrt(mse).tolist()
             if self.data_range is not None:
                 with np.errstate(divide="ignore"):
                     out["psnr_bands"] = (10 * np.log10(self.data_range**2 / mse)).tolist()
-                    out["psnr"] = float(10 * np.log10(self.data_range**2 / mse.mean()))
+                    out["PSNR"] = float(10 * np.log10(self.data_range**2 / mse.mean()))
         else:
-            out["ergas"] = nan
+            out["ERGAS"] = nan
             out["rmse_bands"] = [nan] * self.bands
         n, sx, sy, sxx, syy, sxy = self._scc
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -387,7 +454,7 @@ class ReferenceMetrics:
             scc = np.where(den > 0, cov / np.where(den > 0, den, 1), np.nan)
         scc = np.where(n > 0, scc, np.nan)
         out["scc_bands"] = scc.tolist()
-        out["scc"] = float(np.mean(scc))
+        out["SCC"] = float(np.mean(scc))
         return out
 
 
@@ -486,19 +553,19 @@ class NoReferenceMetrics:
         return q_pairs, q_pan, n
 
     def result(self) -> dict[str, object]:
-        """``d_lambda``, ``d_s``, ``qnr`` and the tile counts at each scale."""
+        """``D_LAMBDA``, ``D_S``, ``QNR`` and the tile counts at each scale."""
         out: dict[str, object] = {"tiles": self._nf, "tiles_lr": self._nm}
         if not self._nf or not self._nm:
-            out.update(d_lambda=float("nan"), d_s=float("nan"), qnr=float("nan"))
+            out.update(D_LAMBDA=float("nan"), D_S=float("nan"), QNR=float("nan"))
             return out
         diff_l = np.abs(self._qf_pairs / self._nf - self._qm_pairs / self._nm)
         # Each unordered pair stands for both (l, m) and (m, l).
         d_lambda = float(np.mean(diff_l**self.p) ** (1.0 / self.p))
         diff_s = np.abs(self._qf_pan / self._nf - self._qm_pan / self._nm)
         d_s = float(np.mean(diff_s**self.q) ** (1.0 / self.q))
-        out["d_lambda"] = d_lambda
-        out["d_s"] = d_s
-        out["qnr"] = float((1 - d_lambda) ** self.alpha * (1 - d_s) ** self.beta)
+        out["D_LAMBDA"] = d_lambda
+        out["D_S"] = d_s
+        out["QNR"] = float((1 - d_lambda) ** self.alpha * (1 - d_s) ** self.beta)
         return out
 
 
@@ -529,24 +596,24 @@ def q2n(
     acc = ReferenceMetrics(ref.shape[0], 1.0, None, block)
     mask = _valid_mask([ref, _as3d(fused)], valid)
     acc._update_q2n(ref.astype(np.float64), _as3d(fused).astype(np.float64), mask)
-    return float(acc.result()["q2n"])  # type: ignore[arg-type]
+    return float(acc.result()["Q2N"])  # type: ignore[arg-type]
 
 
 def sam(reference: np.ndarray, fused: np.ndarray, valid: np.ndarray | None = None) -> float:
     """Mean spectral angle in degrees."""
-    return float(reference_metrics(reference, fused, 1.0, valid=valid)["sam"])  # type: ignore[arg-type]
+    return float(reference_metrics(reference, fused, 1.0, valid=valid)["SAM"])  # type: ignore[arg-type]
 
 
 def ergas(
     reference: np.ndarray, fused: np.ndarray, ratio: float, valid: np.ndarray | None = None
 ) -> float:
     """ERGAS with the factor 100 / ratio (ratio = 4 for a 1:4 protocol)."""
-    return float(reference_metrics(reference, fused, ratio, valid=valid)["ergas"])  # type: ignore[arg-type]
+    return float(reference_metrics(reference, fused, ratio, valid=valid)["ERGAS"])  # type: ignore[arg-type]
 
 
 def scc(reference: np.ndarray, fused: np.ndarray, valid: np.ndarray | None = None) -> float:
     """Spatial correlation coefficient, mean over bands."""
-    return float(reference_metrics(reference, fused, 1.0, valid=valid)["scc"])  # type: ignore[arg-type]
+    return float(reference_metrics(reference, fused, 1.0, valid=valid)["SCC"])  # type: ignore[arg-type]
 
 
 def psnr(
@@ -555,7 +622,7 @@ def psnr(
     """PSNR in dB from the MSE pooled over bands (per band: see
     :func:`reference_metrics`)."""
     res = reference_metrics(reference, fused, 1.0, data_range=data_range, valid=valid)
-    return float(res["psnr"])  # type: ignore[arg-type]
+    return float(res["PSNR"])  # type: ignore[arg-type]
 
 
 def q_index(a: np.ndarray, b: np.ndarray, block: int = BLOCK) -> float:
@@ -606,7 +673,7 @@ def d_lambda(fused: np.ndarray, ms: np.ndarray, ratio: int, block: int = BLOCK) 
     # D_lambda needs no PAN: feed the first band as a stand-in (unused).
     fus, msa = _as3d(fused), _as3d(ms)
     res = no_reference_metrics(fus, msa, fus[0], ratio, pan_lr=msa[0], block=block)
-    return float(res["d_lambda"])  # type: ignore[arg-type]
+    return float(res["D_LAMBDA"])  # type: ignore[arg-type]
 
 
 def d_s(
@@ -618,7 +685,7 @@ def d_s(
     block: int = BLOCK,
 ) -> float:
     """Spatial distortion D_s (q = 1)."""
-    return float(no_reference_metrics(fused, ms, pan, ratio, pan_lr, block=block)["d_s"])  # type: ignore[arg-type]
+    return float(no_reference_metrics(fused, ms, pan, ratio, pan_lr, block=block)["D_S"])  # type: ignore[arg-type]
 
 
 def qnr(
@@ -630,7 +697,7 @@ def qnr(
     block: int = BLOCK,
 ) -> float:
     """Quality with no reference, (1 - D_lambda)(1 - D_s)."""
-    return float(no_reference_metrics(fused, ms, pan, ratio, pan_lr, block=block)["qnr"])  # type: ignore[arg-type]
+    return float(no_reference_metrics(fused, ms, pan, ratio, pan_lr, block=block)["QNR"])  # type: ignore[arg-type]
 
 
 def reduced_resolution(
@@ -643,10 +710,8 @@ def reduced_resolution(
     """Table-ready reduced-resolution scores: ``SAM``, ``ERGAS``, ``Q2n``,
     ``SCC`` and, with a data range, ``PSNR``."""
     res = reference_metrics(reference, fused, ratio, data_range, valid)
-    out = {k: float(res[k.lower()]) for k in ("SAM", "ERGAS", "Q2n", "SCC")}  # type: ignore[arg-type]
-    if "psnr" in res:
-        out["PSNR"] = float(res["psnr"])  # type: ignore[arg-type]
-    return out
+    keys = ("SAM", "ERGAS", "Q2N", "SCC", "PSNR")
+    return {_LABELS[k]: float(res[k]) for k in keys if k in res}  # type: ignore[arg-type]
 
 
 def full_resolution(
@@ -659,4 +724,4 @@ def full_resolution(
 ) -> dict[str, float]:
     """Table-ready full-resolution scores: ``D_lambda``, ``D_s``, ``QNR``."""
     res = no_reference_metrics(fused, ms, pan, ratio, pan_lr=pan_lr, valid=valid)
-    return {"D_lambda": res["d_lambda"], "D_s": res["d_s"], "QNR": res["qnr"]}  # type: ignore[dict-item]
+    return {_LABELS[k]: res[k] for k in NO_REFERENCE_KEYS}  # type: ignore[misc]

@@ -39,7 +39,16 @@ import numpy as np
 from osgeo import gdal
 
 from ..core.degrade import DEFAULT_MS_GAIN, DEFAULT_PAN_GAIN, degrade, filter_halo
-from ..core.metrics import BLOCK, NoReferenceMetrics, ReferenceMetrics, sam_map
+from ..core.metrics import (
+    BLOCK,
+    METRIC_KEYS,
+    METRICS,
+    NO_REFERENCE_KEYS,
+    REFERENCE_KEYS,
+    NoReferenceMetrics,
+    ReferenceMetrics,
+    sam_map,
+)
 from . import Ada3DError, Cancelled, report
 from .raster_io import (
     AlignedInputs,
@@ -534,7 +543,8 @@ class AssessOptions:
 class Assessment:
     mode: str  # "reference" or "no-reference"
     ratio: int
-    #: Every key of :data:`report.METRIC_KEYS`; NaN where the mode does not compute it.
+    #: Every key of :data:`~ada3d_qgis.core.metrics.METRIC_KEYS`; NaN where the mode
+    #: does not compute it.
     metrics: dict[str, float]
     #: The accumulator's full result (per band values, pixel and tile counts).
     details: dict[str, object]
@@ -554,10 +564,10 @@ def default_data_range(ds: gdal.Dataset) -> float | None:
 
 def _metrics(mode: str, result: dict[str, object]) -> dict[str, float]:
     """Every output metric; NaN for those the mode does not compute."""
-    out = dict.fromkeys(report.METRIC_KEYS, math.nan)
-    keys = report.REFERENCE_KEYS if mode == "reference" else report.NO_REFERENCE_KEYS
+    out = dict.fromkeys(METRIC_KEYS, math.nan)
+    keys = REFERENCE_KEYS if mode == "reference" else NO_REFERENCE_KEYS
     for key in keys:
-        out[key] = float(result.get(key.lower(), math.nan))  # type: ignore[arg-type]
+        out[key] = float(result.get(key, math.nan))  # type: ignore[arg-type]
     return out
 
 
@@ -636,7 +646,7 @@ def _run(scene: Scene, opts: AssessOptions, feedback: Feedback) -> Assessment:
         "Scores: "
         + ", ".join(
             f"{m.label} {report.format_value(metrics[m.key])}"
-            for m in report.METRICS
+            for m in METRICS
             if math.isfinite(metrics[m.key])
         )
     )

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
+from ..core.metrics import METRICS, NO_REFERENCE_KEYS, REFERENCE_KEYS
 from . import Ada3DError
 from .raster_io import Grid, grid_in_crs, open_raster, quiet_gdal, warp_onto
 
@@ -65,64 +66,6 @@ _RAMP = np.array(
     ],
     np.float64,
 )
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    key: str
-    label: str
-    unit: str
-    ideal: str
-    meaning: str
-
-
-#: Every metric the assessment outputs, in table order. The first five need a
-#: reference (reduced resolution), the last three do not (full resolution).
-METRICS: tuple[MetricInfo, ...] = (
-    MetricInfo(
-        "Q2N", "Q2n", "", "1",
-        "Joint spectral and spatial similarity to the reference (Q4 for 4 bands), mean over "
-        "32 x 32 blocks; from -1 to 1, higher is better, above about 0.9 is very good.",
-    ),
-    MetricInfo(
-        "SAM", "SAM", "degrees", "0",
-        "Mean spectral angle between fused and reference spectra: colour fidelity, "
-        "independent of brightness; lower is better, a few degrees is typical.",
-    ),
-    MetricInfo(
-        "ERGAS", "ERGAS", "", "0",
-        "Relative global error, 100 / ratio x root mean of (band RMSE / band mean)^2; "
-        "lower is better, below about 3 is usually considered good.",
-    ),
-    MetricInfo(
-        "SCC", "SCC", "", "1",
-        "Correlation of the Laplacian (high-pass) details of fused and reference: spatial "
-        "detail fidelity; from -1 to 1, higher is better.",
-    ),
-    MetricInfo(
-        "PSNR", "PSNR", "dB", "+inf",
-        "Peak signal-to-noise ratio from the MSE over all bands and the data range; "
-        "higher is better.",
-    ),
-    MetricInfo(
-        "D_LAMBDA", "D_lambda", "", "0",
-        "Spectral distortion without reference: change of the band-to-band Q indices from "
-        "the MS to the fused image; lower is better.",
-    ),
-    MetricInfo(
-        "D_S", "D_s", "", "0",
-        "Spatial distortion without reference: change of the band-to-PAN Q indices between "
-        "the MS scale and the PAN scale; lower is better.",
-    ),
-    MetricInfo(
-        "QNR", "QNR", "", "1",
-        "Quality with no reference, (1 - D_lambda)(1 - D_s); higher is better, above about "
-        "0.9 is good.",
-    ),
-)
-METRIC_KEYS = tuple(m.key for m in METRICS)
-REFERENCE_KEYS = ("Q2N", "SAM", "ERGAS", "SCC", "PSNR")
-NO_REFERENCE_KEYS = ("D_LAMBDA", "D_S", "QNR")
 
 
 # --------------------------------------------------------------------------- layout

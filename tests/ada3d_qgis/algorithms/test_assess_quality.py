@@ -35,8 +35,8 @@ from ada3d_qgis.engine.models import shipped_models
 
 ALG = "ada3d:assessquality"
 REL = 1e-9
-REF_KEYS = {"Q2N": "q2n", "SAM": "sam", "ERGAS": "ergas", "SCC": "scc", "PSNR": "psnr"}
-NOREF_KEYS = {"D_LAMBDA": "d_lambda", "D_S": "d_s", "QNR": "qnr"}
+REF_KEYS = {"Q2N": "Q2N", "SAM": "SAM", "ERGAS": "ERGAS", "SCC": "SCC", "PSNR": "PSNR"}
+NOREF_KEYS = {"D_LAMBDA": "D_LAMBDA", "D_S": "D_S", "QNR": "QNR"}
 
 
 def _run(alg: str, params: dict) -> dict:
@@ -285,7 +285,7 @@ def test_modeler_chain_uses_a_numeric_output(study, sample, sample_ms, tmp_path)
     results = _run(model, {"ms_lr": study["ms_lr"], "pan_lr": study["pan_lr"],
                            "reference": str(sample_ms), "q2n_raster:q2n": dest})
     value = _read(results["q2n_raster:q2n"])
-    direct = reference_metrics(sample["ms"], _read(study["fused"]), 2, 65535.0)["q2n"]
+    direct = reference_metrics(sample["ms"], _read(study["fused"]), 2, 65535.0)["Q2N"]
     assert np.allclose(value, direct, rtol=1e-12, atol=0)
     assert 0.5 < direct < 1.0
     del model

@@ -130,17 +130,17 @@ def test_q2n_limits(ms, fused):
 def test_sam_ergas_psnr_match_sewar(ms, fused):
     gt, p = _hwc(ms), _hwc(fused)
     res = M.reference_metrics(ms, fused, ratio=2, data_range=65535)
-    assert res["sam"] == pytest.approx(np.degrees(full_ref.sam(gt, p)), rel=1e-9)
-    assert res["ergas"] == pytest.approx(full_ref.ergas(gt, p, r=1 / 2), rel=1e-12)
-    assert res["psnr"] == pytest.approx(full_ref.psnr(gt, p, MAX=65535), rel=1e-12)
+    assert res["SAM"] == pytest.approx(np.degrees(full_ref.sam(gt, p)), rel=1e-9)
+    assert res["ERGAS"] == pytest.approx(full_ref.ergas(gt, p, r=1 / 2), rel=1e-12)
+    assert res["PSNR"] == pytest.approx(full_ref.psnr(gt, p, MAX=65535), rel=1e-12)
     for b in range(4):
         assert res["psnr_bands"][b] == pytest.approx(
             full_ref.psnr(ms[b], fused[b], MAX=65535), rel=1e-12
         )
         assert res["rmse_bands"][b] == pytest.approx(full_ref.rmse(ms[b], fused[b]), rel=1e-12)
-    assert M.sam(ms, fused) == res["sam"]
-    assert M.ergas(ms, fused, 4) == pytest.approx(res["ergas"] / 2)
-    assert 0.1 < res["sam"] < 10
+    assert M.sam(ms, fused) == res["SAM"]
+    assert M.ergas(ms, fused, 4) == pytest.approx(res["ERGAS"] / 2)
+    assert 0.1 < res["SAM"] < 10
 
 
 def test_scc_matches_scipy_laplacian_correlation(ms, fused):
@@ -152,7 +152,7 @@ def test_scc_matches_scipy_laplacian_correlation(ms, fused):
         hf = ndimage.correlate(fused[b], kernel)[1:-1, 1:-1]
         per_band.append(np.corrcoef(hr.ravel(), hf.ravel())[0, 1])
     np.testing.assert_allclose(res["scc_bands"], per_band, rtol=1e-10)
-    assert res["scc"] == pytest.approx(np.mean(per_band), rel=1e-10)
+    assert res["SCC"] == pytest.approx(np.mean(per_band), rel=1e-10)
     assert M.scc(ms, ms) == pytest.approx(1.0)
 
 
@@ -163,14 +163,14 @@ def test_mask_equals_cropping(ms, fused):
     valid[:, 128:] = False
     masked = M.reference_metrics(ms, fused, 2, 65535, valid=valid)
     cropped = M.reference_metrics(ms[:, :, :128], fused[:, :, :128], 2, 65535)
-    for key in ("q2n", "sam", "ergas", "psnr", "scc", "pixels", "q2n_tiles"):
+    for key in ("Q2N", "SAM", "ERGAS", "PSNR", "SCC", "pixels", "q2n_tiles"):
         assert masked[key] == pytest.approx(cropped[key], rel=1e-12), key
     # Non-finite fused pixels are invalid too.
     nan_fused = fused.copy()
     nan_fused[2, :, 128:] = np.nan
     with_nan = M.reference_metrics(ms, nan_fused, 2, 65535)
-    assert with_nan["ergas"] == pytest.approx(cropped["ergas"], rel=1e-12)
-    assert with_nan["q2n"] == pytest.approx(cropped["q2n"], rel=1e-12)
+    assert with_nan["ERGAS"] == pytest.approx(cropped["ERGAS"], rel=1e-12)
+    assert with_nan["Q2N"] == pytest.approx(cropped["Q2N"], rel=1e-12)
 
 
 def test_sam_map(ms, fused):
@@ -210,7 +210,7 @@ def test_reference_metrics_streamed_equals_whole(ms, fused):
             origin=(r0, c0),
         )
     streamed = acc.result()
-    for key in ("q2n", "sam", "ergas", "psnr", "scc", "pixels", "q2n_tiles"):
+    for key in ("Q2N", "SAM", "ERGAS", "PSNR", "SCC", "pixels", "q2n_tiles"):
         assert streamed[key] == pytest.approx(whole[key], rel=1e-10), key
     np.testing.assert_allclose(streamed["scc_bands"], whole["scc_bands"], rtol=1e-10)
     with pytest.raises(ValueError):
@@ -256,14 +256,14 @@ def test_no_reference_metrics_match_alparone_with_sewar_q(ms, pan):
     d_s = np.mean(
         [abs(_q_sewar(fused[i], pan_c, 32) - _q_sewar(ms_c[i], pan_lr, 32)) for i in range(4)]
     )
-    assert res["d_lambda"] == pytest.approx(d_lambda, rel=1e-9)
-    assert res["d_s"] == pytest.approx(d_s, rel=1e-9)
-    assert res["qnr"] == pytest.approx((1 - d_lambda) * (1 - d_s), rel=1e-9)
+    assert res["D_LAMBDA"] == pytest.approx(d_lambda, rel=1e-9)
+    assert res["D_S"] == pytest.approx(d_s, rel=1e-9)
+    assert res["QNR"] == pytest.approx((1 - d_lambda) * (1 - d_s), rel=1e-9)
     assert M.d_lambda(fused, ms_c, 2) == pytest.approx(d_lambda, rel=1e-9)
     assert M.d_s(fused, ms_c, pan_c, 2, pan_lr=pan_lr) == pytest.approx(d_s, rel=1e-9)
     # By default the PAN is degraded with the Wald filter (same numbers on
     # the interior-cropped PAN up to its borders).
-    assert M.qnr(fused, ms_c, pan_c, 2) == pytest.approx(res["qnr"], abs=0.02)
+    assert M.qnr(fused, ms_c, pan_c, 2) == pytest.approx(res["QNR"], abs=0.02)
     assert 0 < d_lambda < 0.2 and 0 < d_s < 0.3
 
 
@@ -284,7 +284,7 @@ def test_no_reference_streamed_equals_whole(ms, pan):
             origin=(r0, c0),
         )
     streamed = acc.result()
-    for key in ("d_lambda", "d_s", "qnr", "tiles", "tiles_lr"):
+    for key in ("D_LAMBDA", "D_S", "QNR", "tiles", "tiles_lr"):
         assert streamed[key] == pytest.approx(whole[key], rel=1e-10), key
     assert whole["tiles"] < 16 * 16  # the nodata patch removed tiles
     with pytest.raises(ValueError):
@@ -297,13 +297,20 @@ def test_table_wrappers(ms, fused, pan):
     rr = M.reduced_resolution(ms, fused, 2, 65535)
     whole = M.reference_metrics(ms, fused, 2, 65535)
     assert rr == {
-        "SAM": whole["sam"],
-        "ERGAS": whole["ergas"],
-        "Q2n": whole["q2n"],
-        "SCC": whole["scc"],
-        "PSNR": whole["psnr"],
+        "SAM": whole["SAM"],
+        "ERGAS": whole["ERGAS"],
+        "Q2n": whole["Q2N"],
+        "SCC": whole["SCC"],
+        "PSNR": whole["PSNR"],
     }
     fr = M.full_resolution(upsample_cubic(ms, 2), ms, pan, 2)
     nr = M.no_reference_metrics(upsample_cubic(ms, 2), ms, pan, 2)
-    assert fr == {"D_lambda": nr["d_lambda"], "D_s": nr["d_s"], "QNR": nr["qnr"]}
+    assert fr == {"D_lambda": nr["D_LAMBDA"], "D_s": nr["D_S"], "QNR": nr["QNR"]}
     assert 0 < fr["QNR"] < 1
+
+
+def test_accumulators_report_under_the_catalogue_keys(ms, fused, pan):
+    ref = M.reference_metrics(ms, fused, 2, 65535)
+    nr = M.no_reference_metrics(upsample_cubic(ms, 2), ms, pan, 2)
+    assert set(M.REFERENCE_KEYS) <= set(ref) and set(M.NO_REFERENCE_KEYS) <= set(nr)
+    assert M.METRIC_KEYS == (*M.REFERENCE_KEYS, *M.NO_REFERENCE_KEYS)

@@ -15,10 +15,10 @@ from tiny_models import read_array as _read
 from tiny_models import read_geo as _geo
 
 from ada3d_qgis.core.degrade import degrade, upsample_cubic, wald_pair
-from ada3d_qgis.core.metrics import no_reference_metrics, reference_metrics
+from ada3d_qgis.core.metrics import METRIC_KEYS, no_reference_metrics, reference_metrics
 from ada3d_qgis.engine import Ada3DError, Cancelled
 from ada3d_qgis.engine import assessment as A
-from ada3d_qgis.engine.report import METRIC_KEYS, plan_layout
+from ada3d_qgis.engine.report import plan_layout
 
 REL = 1e-9
 
@@ -173,8 +173,8 @@ def test_no_reference_streamed_equals_whole_area(full_res, sample_ms, sample_pan
     assert res.mode == "no-reference" and res.ratio == 2
     assert (res.grid.width, res.grid.height) == (512, 512)
     assert res.details["tiles_lr"] == expected["tiles_lr"] == 64
-    _assert_close(res.metrics, {"D_LAMBDA": expected["d_lambda"], "D_S": expected["d_s"],
-                                "QNR": expected["qnr"]}, ("D_LAMBDA", "D_S", "QNR"))
+    _assert_close(res.metrics, {"D_LAMBDA": expected["D_LAMBDA"], "D_S": expected["D_S"],
+                                "QNR": expected["QNR"]}, ("D_LAMBDA", "D_S", "QNR"))
     assert all(math.isnan(res.metrics[k]) for k in ("Q2N", "SAM", "ERGAS", "SCC", "PSNR"))
     assert set(res.metrics) == set(METRIC_KEYS)
 
@@ -203,7 +203,7 @@ def test_no_reference_with_mask_and_nodata(full_res, sample, sample_ms, sample_p
         valid=valid,
     )
     assert res.details["tiles_lr"] == expected["tiles_lr"] < 64
-    _assert_close(res.metrics, {"QNR": expected["qnr"], "D_S": expected["d_s"]}, ("QNR", "D_S"))
+    _assert_close(res.metrics, {"QNR": expected["QNR"], "D_S": expected["D_S"]}, ("QNR", "D_S"))
 
 
 # --- with a reference ------------------------------------------------------------------
@@ -230,7 +230,7 @@ def _lowres_pair(sample, folder) -> tuple[str, str]:
     return pan_path, ms_path
 
 
-REF_KEYS = {"Q2N": "q2n", "SAM": "sam", "ERGAS": "ergas", "SCC": "scc", "PSNR": "psnr"}
+REF_KEYS = {"Q2N": "Q2N", "SAM": "SAM", "ERGAS": "ERGAS", "SCC": "SCC", "PSNR": "PSNR"}
 
 
 def test_reference_streamed_equals_whole_array(sample, sample_ms, perturbed):

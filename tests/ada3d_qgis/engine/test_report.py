@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
+from ada3d_qgis.core.metrics import METRIC_KEYS
 from ada3d_qgis.engine import report as R
 from ada3d_qgis.engine.raster_io import Grid, grid_of
 
@@ -183,7 +184,7 @@ def _content(with_sam: bool = True) -> R.ReportContent:
         n = len(p.bands)
         p.overview = rng.normal(100, 10, (n, lay.height, lay.width))
         p.crop = rng.normal(100, 10, (n, 16, 16))
-    metrics = dict.fromkeys(R.METRIC_KEYS, float("nan"))
+    metrics = dict.fromkeys(METRIC_KEYS, float("nan"))
     metrics.update(Q2N=0.8123456, SAM=2.5, ERGAS=3.25, SCC=0.9, PSNR=41.0)
     sam = None
     if with_sam:
