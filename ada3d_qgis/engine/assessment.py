@@ -33,7 +33,6 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from osgeo import gdal
@@ -49,7 +48,8 @@ from ..core.metrics import (
     ReferenceMetrics,
     sam_map,
 )
-from . import Ada3DError, Cancelled, report
+from . import Ada3DError, report
+from .feedback import Feedback, QuietFeedback, check_cancel, warn
 from .raster_io import (
     AlignedInputs,
     Grid,
@@ -80,33 +80,6 @@ EPS_PX = 1e-3
 RATIO_TOLERANCE = 0.02
 #: Progress shares of a run with a report: overviews before, crops and HTML after.
 REPORT_SHARE = (5.0, 95.0)
-
-
-class Feedback(Protocol):
-    def setProgress(self, progress: float) -> None: ...
-    def pushInfo(self, info: str) -> None: ...
-    def isCanceled(self) -> bool: ...
-
-
-class _Quiet:
-    def setProgress(self, progress: float) -> None:
-        pass
-
-    def pushInfo(self, info: str) -> None:
-        pass
-
-    def isCanceled(self) -> bool:
-        return False
-
-
-def _check_cancel(feedback: Feedback) -> None:
-    if feedback.isCanceled():
-        raise Cancelled("cancelled by the user")
-
-
-def _warn(feedback: Feedback, text: str) -> None:
-    push = getattr(feedback, "pushWarning", None) or feedback.pushInfo
-    push(text)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -445,7 +418,7 @@ def stream_reference(
     lo, hi = math.inf, -math.inf
     wins = windows(g.width, g.height, window_size(block, window))
     for i, (x, y, w, h) in enumerate(wins):
-        _check_cancel(feedback)
+        check_cancel(feedback)
         # One pixel of context where the area has it: SCC's Laplacian needs it.
         t, left = int(y > 0), int(x > 0)
         b, r = int(y + h < g.height), int(x + w < g.width)
@@ -488,7 +461,7 @@ def stream_no_reference(
     halo = filter_halo(r, pan_gain)
     wins = windows(g.width, g.height, window_size(block * r, window))
     for i, (x, y, w, h) in enumerate(wins):
-        _check_cancel(feedback)
+        check_cancel(feedback)
         fus = scene.fused.read(x, y, w, h)
         ms = scene.read_ms(x // r, y // r, w // r, h // r)
         # The PAN with `halo` pixels of context (clipped to the area, whose
@@ -574,7 +547,7 @@ def _metrics(mode: str, result: dict[str, object]) -> dict[str, float]:
 def assess(opts: AssessOptions, feedback: Feedback | None = None) -> Assessment:
     """Score ``opts.fused`` (see the module doc for the two modes) and write
     the HTML report if asked. Raises Ada3DError or Cancelled."""
-    feedback = feedback or _Quiet()
+    feedback = feedback or QuietFeedback()
     if opts.report:
         check_output_folder(opts.report)
     with quiet_gdal(), gdal_cache_limit(GDAL_CACHE_BYTES):
@@ -679,7 +652,7 @@ def _check_counts(
                 f"No complete {block} x {block} block of valid pixels: Q2n cannot be "
                 "computed (the area is too small or masked)."
             )
-            _warn(feedback, f"Warning: {msg}")
+            warn(feedback, f"Warning: {msg}")
             scene.notes.append(msg)
     elif not result["tiles"] or not result["tiles_lr"]:
         raise Ada3DError(
@@ -830,7 +803,7 @@ def degrade_stream(
     step = max(1, window // ratio)
     wins = windows(out_size[0], out_size[1], step)
     for i, (x, y, w, h) in enumerate(wins):
-        _check_cancel(feedback)
+        check_cancel(feedback)
         # The context stays on the block grid of the origin (so blocks match).
         xa = max(ox0 + x * ratio - halo, ox0 % ratio)
         ya = max(oy0 + y * ratio - halo, oy0 % ratio)
@@ -928,7 +901,7 @@ def wald_inputs(
     top-left corner of the MS area they cover (``grid``: whole MS pixels the
     PAN covers, trimmed to a multiple of r). Float32, NaN where the inputs
     have no data (the filters spread a gap over their few-pixel reach)."""
-    feedback = feedback or _Quiet()
+    feedback = feedback or QuietFeedback()
     folder = Path(folder)
     with quiet_gdal(), gdal_cache_limit(GDAL_CACHE_BYTES):
         pan_ds = open_raster(pan, "panchromatic")

@@ -18,6 +18,7 @@ from ada3d_qgis.core.degrade import degrade, upsample_cubic, wald_pair
 from ada3d_qgis.core.metrics import METRIC_KEYS, no_reference_metrics, reference_metrics
 from ada3d_qgis.engine import Ada3DError, Cancelled
 from ada3d_qgis.engine import assessment as A
+from ada3d_qgis.engine.feedback import QuietFeedback
 from ada3d_qgis.engine.report import plan_layout
 
 REL = 1e-9
@@ -135,7 +136,7 @@ def test_degrade_stream_equals_the_whole_array(sample, origin):
     def read(x, y, w, h):
         return ms[:, y : y + h, x : x + w]
 
-    A.degrade_stream(read, (170, 150), origin, (out_w, out_h), r, gain, write, A._Quiet(),
+    A.degrade_stream(read, (170, 150), origin, (out_w, out_h), r, gain, write, QuietFeedback(),
                      window=40)
     whole = degrade(ms, r, gain)[:, origin[1] // r :, origin[0] // r :][:, :out_h, :out_w]
     np.testing.assert_allclose(got, whole, rtol=1e-12)
