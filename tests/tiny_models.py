@@ -75,6 +75,16 @@ def crop(src: Path, dst: Path, x: int, y: int, width: int, height: int, **transl
     return dst
 
 
+def shifted_copy(src: Path, dst: Path, dx: float) -> Path:
+    """A copy of ``src`` moved ``dx`` CRS units east (a raster elsewhere)."""
+    ds = gdal.Translate(str(dst), str(src))
+    gt = list(ds.GetGeoTransform())
+    gt[0] += dx
+    ds.SetGeoTransform(gt)
+    ds = None
+    return dst
+
+
 def small_pair(folder: Path, sample_pan: Path, sample_ms: Path, ms_size: int = 49):
     """(pan, ms) crops from the top-left of the sample, with its real half-PAN-pixel
     offset: ``ms_size`` MS pixels and ``2 ms_size`` PAN pixels; the common area is

@@ -94,15 +94,10 @@ def test_the_same_layer_twice_is_refused_before_the_run(ada3d_provider, project_
 def test_disjoint_rasters_and_no_fitting_model_are_refused_before_the_run(
     ada3d_provider, project_layers, sample_ms, tmp_path
 ):
-    from osgeo import gdal
+    from tiny_models import shifted_copy
 
     pan, ms = project_layers
-    far = tmp_path / "far.tif"
-    ds = gdal.Translate(str(far), str(sample_ms))
-    gt = list(ds.GetGeoTransform())
-    gt[0] += 50_000
-    ds.SetGeoTransform(gt)
-    ds = None
+    far = shifted_copy(sample_ms, tmp_path / "far.tif", 50_000)
     far_layer = QgsRasterLayer(str(far), "far")
     QgsProject.instance().addMapLayer(far_layer)
     ok, results, _, _ = run_like_the_dialog(

@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsProcessingFeedback, QgsRasterLayer
+from tiny_models import shifted_copy
 
 from ada3d_qgis.engine import raster_io as rio
 from ada3d_qgis.engine.models import shipped_models
@@ -287,12 +288,7 @@ def test_errors_are_sentences_and_leave_nothing(ada3d_provider, small, tiny_mode
                                                 out_dir):
     pan, ms = small
     out = out_dir / "x.tif"
-    far = tmp_path / "far.tif"
-    ds = gdal.Translate(str(far), str(ms))
-    gt = list(ds.GetGeoTransform())
-    gt[0] += 100_000
-    ds.SetGeoTransform(gt)
-    ds = None
+    far = shifted_copy(ms, tmp_path / "far.tif", 100_000)
     coarse = tmp_path / "ms60.tif"
     gdal.Translate(str(coarse), str(ms), xRes=60, yRes=60, resampleAlg="average")
     text = tmp_path / "text.onnx"

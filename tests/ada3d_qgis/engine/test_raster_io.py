@@ -175,12 +175,9 @@ def _pan_space_correlation(a, b, shift=0):
 
 
 def test_disjoint_rasters_are_refused(tmp_path, sample_pan, sample_ms):
-    far = tmp_path / "far.tif"
-    ds = gdal.Translate(str(far), str(sample_ms))
-    gt = list(ds.GetGeoTransform())
-    gt[0] += 50_000
-    ds.SetGeoTransform(gt)
-    ds = None
+    from tiny_models import shifted_copy
+
+    far = shifted_copy(sample_ms, tmp_path / "far.tif", 50_000)
     with pytest.raises(Ada3DError, match="do not overlap"):
         rio.align_inputs(_ds(sample_pan), 1, _ds(far), [1], 2)
 
