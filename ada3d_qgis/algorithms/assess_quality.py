@@ -29,7 +29,8 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..core.metrics import METRICS, NO_REFERENCE_KEYS, REFERENCE_KEYS
 from ..engine import Ada3DError, Cancelled
-from ..engine.assessment import AssessOptions, assess, wald_inputs
+from ..engine.assessment import AssessOptions, assess
+from ..engine.assessment_wald import wald_inputs
 from ..icons import icon
 from .help import guide_url
 

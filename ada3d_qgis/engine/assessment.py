@@ -1,8 +1,9 @@
 """Streamed quality assessment of a pansharpened raster: the engine of the
 "Assess Pansharpening Quality" algorithm (GDAL + numpy, no QGIS).
 
-Two modes, both read window by window (never a whole raster in memory) and
-fed to the accumulators of :mod:`ada3d_qgis.core.metrics` (the one
+Two modes, both read window by window from a scene of
+:mod:`~ada3d_qgis.engine.assessment_scenes` (never a whole raster in memory)
+and fed to the accumulators of :mod:`ada3d_qgis.core.metrics` (the one
 implementation of the metrics):
 
 - **reference** (:func:`assess` with ``reference``): the fused raster against
@@ -18,26 +19,21 @@ implementation of the metrics):
   context of :func:`~ada3d_qgis.core.degrade.filter_halo` pixels, clipped to
   the scored area, which equals degrading the whole area's PAN at once.
 
-:func:`wald_inputs` builds the reduced-resolution (Wald protocol) inputs of
-a scene as GeoTIFFs: the MS degraded by the ratio, and the PAN, first put on
-the exact MS / r grid (so that the degraded PAN is registered to the MS),
-degraded by the ratio onto the MS grid. Pansharpening those and scoring the
-result against the original MS with :func:`assess` is the reduced-resolution
-protocol; the degradation is streamed too and equals
-:func:`~ada3d_qgis.core.degrade.wald_pair` on the whole arrays.
+The reduced-resolution inputs (Wald protocol) are written by
+:mod:`~ada3d_qgis.engine.assessment_wald`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from osgeo import gdal
 
-from ..core.degrade import DEFAULT_MS_GAIN, DEFAULT_PAN_GAIN, degrade, filter_halo
+from ..core.degrade import DEFAULT_PAN_GAIN, degrade, filter_halo
 from ..core.metrics import (
     BLOCK,
     METRIC_KEYS,
@@ -49,318 +45,35 @@ from ..core.metrics import (
     sam_map,
 )
 from . import Ada3DError, report
+from .assessment_scenes import (
+    GDAL_CACHE_BYTES,
+    MaskWindows,
+    Scene,
+    no_reference_scene,
+    reference_scene,
+    resolution_ratio,
+)
 from .feedback import Feedback, QuietFeedback, check_cancel, warn
 from .raster_io import (
-    AlignedInputs,
     Grid,
-    align_inputs,
+    band_dtype,
     check_output_folder,
-    describe_dataset,
     gdal_cache_limit,
-    grid_in_crs,
-    grid_of,
-    input_ratio,
-    numpy_type,
     open_raster,
     quiet_gdal,
-    same_crs,
-    warp_onto,
 )
+from .tiling import Window, windows
 
 #: Pixels per window side before rounding to the block grid (bounds memory:
 #: a 512 x 512 x 4-band window pair and the metrics' temporaries are ~100 MB).
 WINDOW = 512
-#: Source pixels per window side of the streamed Wald degradation.
-DEGRADE_WINDOW = 1024
-#: GDAL block cache during a run.
-GDAL_CACHE_BYTES = 256 * 1024 * 1024
-#: Two grids whose edges differ by less than this fraction of a pixel are aligned.
-EPS_PX = 1e-3
-#: A PAN/MS pixel-size ratio this close (relative) to a whole number is that number.
-RATIO_TOLERANCE = 0.02
 #: Progress shares of a run with a report: overviews before, crops and HTML after.
 REPORT_SHARE = (5.0, 95.0)
-
-
-# --------------------------------------------------------------------------- geometry
-
-
-def resolution_ratio(pan_ds: gdal.Dataset, ms_ds: gdal.Dataset) -> int:
-    """The whole-number PAN/MS resolution ratio read from the pixel sizes."""
-    measured = input_ratio(pan_ds, ms_ds)
-    ratio = round(measured)
-    if ratio < 2 or abs(measured - ratio) > RATIO_TOLERANCE * ratio:
-        raise Ada3DError(
-            f"The multispectral pixels are {measured:.3f} times the size of the panchromatic "
-            "pixels; the assessment needs a whole-number ratio of at least 2 (for example "
-            "2 for Landsat, 4 for most very-high-resolution sensors). Check that the "
-            "panchromatic and multispectral inputs are not swapped."
-        )
-    return ratio
-
-
-def grid_offset(inner: Grid, outer: Grid, inner_name: str, outer_name: str) -> tuple[int, int]:
-    """(col, row) of ``inner``'s top-left pixel on ``outer``'s grid; an error
-    unless both share the CRS and pixel size and are offset by whole pixels."""
-    if not same_crs(inner.crs_wkt, outer.crs_wkt):
-        raise Ada3DError(
-            f"The {inner_name} raster is not in the same CRS as the {outer_name} raster; "
-            f"warp it onto the {outer_name} raster's grid first."
-        )
-    if abs(inner.dx - outer.dx) > EPS_PX * outer.dx or abs(inner.dy - outer.dy) > EPS_PX * outer.dy:
-        raise Ada3DError(
-            f"The {inner_name} raster's pixels ({inner.dx:g} x {inner.dy:g}) are not the "
-            f"{outer_name} raster's ({outer.dx:g} x {outer.dy:g}): it is not on the "
-            f"{outer_name} grid."
-        )
-    col = (inner.x0 - outer.x0) / outer.dx
-    row = (outer.y0 - inner.y0) / outer.dy
-    if abs(col - round(col)) > EPS_PX or abs(row - round(row)) > EPS_PX:
-        raise Ada3DError(
-            f"The {inner_name} raster is shifted by a fraction of a pixel "
-            f"({col - round(col):+.3f}, {row - round(row):+.3f} pixel) from the "
-            f"{outer_name} grid; resample it onto that grid first."
-        )
-    return round(col), round(row)
-
-
-def windows(width: int, height: int, size: int) -> list[tuple[int, int, int, int]]:
-    """(x, y, w, h) windows of ``size`` tiling a width x height area."""
-    return [
-        (x, y, min(size, width - x), min(size, height - y))
-        for y in range(0, height, size)
-        for x in range(0, width, size)
-    ]
 
 
 def window_size(step: int, target: int = WINDOW) -> int:
     """``target`` rounded down to a multiple of ``step`` (at least ``step``)."""
     return max(step, target // step * step)
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _band_nodata(ds: gdal.Dataset, index: int) -> float | None:
-    band = ds.GetRasterBand(index)
-    value = band.GetNoDataValue()
-    del band  # a band must not outlive its dataset (GDAL 3.6 bindings)
-    return None if value is None else float(value)
-
-
-def _band_description(ds: gdal.Dataset, index: int) -> str:
-    band = ds.GetRasterBand(index)
-    text = band.GetDescription() or ""
-    del band
-    return text
-
-
-def _band_dtype(ds: gdal.Dataset) -> np.dtype:
-    band = ds.GetRasterBand(1)
-    code = band.DataType
-    del band
-    return numpy_type(code)
-
-
-def _nodata_hits(raw: np.ndarray, nodata: float) -> np.ndarray | None:
-    """Where ``raw`` equals the nodata value, compared in ``raw``'s own type."""
-    if math.isnan(nodata):
-        return np.isnan(raw) if np.issubdtype(raw.dtype, np.floating) else None
-    if np.issubdtype(raw.dtype, np.integer):
-        info = np.iinfo(raw.dtype)
-        if not nodata.is_integer() or not info.min <= nodata <= info.max:
-            return None
-    return raw == raw.dtype.type(nodata)
-
-
-class RasterWindows:
-    """Windows of a dataset's bands as float64 (bands, rows, cols) with NaN
-    where the band has no data; (x, y) are pixels of the scored area, which
-    starts at pixel (``col``, ``row``) of the dataset."""
-
-    def __init__(
-        self, ds: gdal.Dataset, what: str, col: int = 0, row: int = 0, bands=None
-    ) -> None:
-        self.ds = ds
-        self.what = what
-        self.col, self.row = col, row
-        self.bands = list(bands) if bands else list(range(1, ds.RasterCount + 1))
-        self.nodata = [_band_nodata(ds, b) for b in self.bands]
-
-    def read(self, x: int, y: int, width: int, height: int) -> np.ndarray:
-        try:
-            raw = self.ds.ReadAsArray(
-                self.col + x, self.row + y, width, height, band_list=self.bands
-            )
-        except RuntimeError:  # only when some other code enabled GDAL exceptions
-            raw = None
-        if raw is None:
-            raise Ada3DError(
-                f"Reading the {self.what} raster failed ({gdal.GetLastErrorMsg() or 'I/O error'})."
-            )
-        raw = raw.reshape(len(self.bands), height, width)
-        out = raw.astype(np.float64)
-        for i, value in enumerate(self.nodata):
-            if value is not None:
-                hits = _nodata_hits(raw[i], value)
-                if hits is not None:
-                    out[i][hits] = np.nan
-        return out
-
-
-class MaskWindows:
-    """A mask raster (non-zero = valid) put onto the scored area's grid
-    (nearest neighbour, lazily through a warped VRT); pixels outside it or
-    on its nodata are invalid."""
-
-    def __init__(self, path: str, grid: Grid) -> None:
-        ds = open_raster(path, "mask")
-        grid_of(ds, "mask")  # a clear error when it has no georeferencing
-        with quiet_gdal():
-            vrt, sub = warp_onto(ds, [1], grid, "near", dst_nodata=0)
-            if vrt is None:
-                raise Ada3DError(
-                    f"The mask raster cannot be put onto the assessed grid "
-                    f"({gdal.GetLastErrorMsg() or 'unknown error'})."
-                )
-        self._keep = [ds, sub]
-        self.vrt = vrt
-
-    def read(self, x: int, y: int, width: int, height: int) -> np.ndarray:
-        data = self.vrt.ReadAsArray(x, y, width, height)
-        if data is None:
-            raise Ada3DError(f"Reading the mask raster failed ({gdal.GetLastErrorMsg()}).")
-        return np.isfinite(data) & (data != 0)
-
-
-# --------------------------------------------------------------------------- scene
-
-
-@dataclass
-class Scene:
-    """What one assessment reads: the scored area (``grid``, on the fused
-    grid) and window readers over it."""
-
-    mode: str  # "reference" or "no-reference"
-    ratio: int
-    grid: Grid
-    fused: RasterWindows
-    fused_at: tuple[int, int]  # the area's top-left pixel in the fused raster
-    reference: RasterWindows | None = None
-    aligned: AlignedInputs | None = None
-    pan_at: tuple[int, int] = (0, 0)  # area origin in aligned-PAN pixels
-    ms_at: tuple[int, int] = (0, 0)  # area origin in aligned-MS pixels
-    mask: MaskWindows | None = None
-    band_names: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    keep: list = field(default_factory=list)
-
-    @property
-    def bands(self) -> int:
-        return len(self.fused.bands)
-
-    def read_pan(self, x: int, y: int, width: int, height: int) -> np.ndarray:
-        if self.aligned is None:
-            raise RuntimeError("read_pan on an assessment scene without PAN")
-        pan = self.aligned.read_pan(self.pan_at[0] + x, self.pan_at[1] + y, width, height)
-        return pan.astype(np.float64)
-
-    def read_ms(self, x: int, y: int, width: int, height: int) -> np.ndarray:
-        if self.aligned is None:
-            raise RuntimeError("read_ms on an assessment scene without PAN")
-        ms = self.aligned.read_ms(self.ms_at[0] + x, self.ms_at[1] + y, width, height)
-        return ms.astype(np.float64)
-
-    def close(self) -> None:
-        if self.aligned is not None:
-            self.aligned.close()
-        self.keep.clear()
-
-
-def _band_names(*datasets: gdal.Dataset) -> list[str]:
-    """Band descriptions of the first dataset that has them, else "Band i"."""
-    n = datasets[0].RasterCount
-    for ds in datasets:
-        if ds.RasterCount == n:
-            names = [_band_description(ds, i) for i in range(1, n + 1)]
-            if all(names):
-                return names
-    return [f"Band {i}" for i in range(1, n + 1)]
-
-
-def reference_scene(fused_ds: gdal.Dataset, ref_ds: gdal.Dataset, ratio: int) -> Scene:
-    """The part of the fused raster that the reference covers."""
-    fused = grid_of(fused_ds, "fused")
-    ref = grid_of(ref_ds, "reference")
-    if fused_ds.RasterCount != ref_ds.RasterCount:
-        raise Ada3DError(
-            f"The fused raster has {fused_ds.RasterCount} band(s) but the reference has "
-            f"{ref_ds.RasterCount}; they must hold the same bands in the same order."
-        )
-    rc, rr = grid_offset(ref, fused, "reference", "fused")
-    c0, r0 = max(0, rc), max(0, rr)
-    c1, r1 = min(fused.width, rc + ref.width), min(fused.height, rr + ref.height)
-    if c1 - c0 < 1 or r1 - r0 < 1:
-        raise Ada3DError("The reference and fused rasters do not overlap.")
-    grid = fused.window(c0, r0, c1 - c0, r1 - r0)
-    return Scene(
-        mode="reference",
-        ratio=ratio,
-        grid=grid,
-        fused=RasterWindows(fused_ds, "fused", c0, r0),
-        fused_at=(c0, r0),
-        reference=RasterWindows(ref_ds, "reference", c0 - rc, r0 - rr),
-        band_names=_band_names(ref_ds, fused_ds),
-    )
-
-
-def no_reference_scene(
-    fused_ds: gdal.Dataset, pan_ds: gdal.Dataset, ms_ds: gdal.Dataset, ratio: int
-) -> Scene:
-    """The part of the fused raster (on the PAN grid) where PAN and MS overlap,
-    starting on the exact r x PAN grid of the aligned MS."""
-    bands = fused_ds.RasterCount
-    if bands != ms_ds.RasterCount:
-        raise Ada3DError(
-            f"The fused raster has {bands} band(s) but the multispectral raster has "
-            f"{ms_ds.RasterCount}; they must hold the same bands in the same order."
-        )
-    if bands < 2:
-        raise Ada3DError(
-            "D_lambda compares bands with each other: the assessment without a reference "
-            "needs at least two bands."
-        )
-    fused = grid_of(fused_ds, "fused")
-    pan = grid_of(pan_ds, "panchromatic")
-    fc, fr = grid_offset(fused, pan, "fused", "panchromatic")
-    aligned = align_inputs(pan_ds, 1, ms_ds, list(range(1, bands + 1)), ratio)
-    ac, ar = aligned.col, aligned.row
-    c0 = ac + _ceil_div(max(0, fc - ac), ratio) * ratio
-    r0 = ar + _ceil_div(max(0, fr - ar), ratio) * ratio
-    width = (min(ac + aligned.grid.width, fc + fused.width) - c0) // ratio * ratio
-    height = (min(ar + aligned.grid.height, fr + fused.height) - r0) // ratio * ratio
-    if width < ratio or height < ratio:
-        aligned.close()
-        raise Ada3DError(
-            "The fused raster does not overlap the area the panchromatic and multispectral "
-            "rasters share (not even one multispectral pixel in common)."
-        )
-    return Scene(
-        mode="no-reference",
-        ratio=ratio,
-        grid=pan.window(c0, r0, width, height),
-        fused=RasterWindows(fused_ds, "fused", c0 - fc, r0 - fr),
-        fused_at=(c0 - fc, r0 - fr),
-        aligned=aligned,
-        pan_at=(c0 - ac, r0 - ar),
-        ms_at=((c0 - ac) // ratio, (r0 - ar) // ratio),
-        band_names=_band_names(ms_ds, fused_ds),
-        notes=[f"Multispectral on the exact {ratio} x PAN grid: {aligned.resampling}."],
-    )
 
 
 # --------------------------------------------------------------------------- streaming
@@ -417,12 +130,13 @@ def stream_reference(
     acc = ReferenceMetrics(scene.bands, scene.ratio, data_range, block)
     lo, hi = math.inf, -math.inf
     wins = windows(g.width, g.height, window_size(block, window))
-    for i, (x, y, w, h) in enumerate(wins):
+    for i, win in enumerate(wins):
         check_cancel(feedback)
+        x, y, w, h = win
         # One pixel of context where the area has it: SCC's Laplacian needs it.
         t, left = int(y > 0), int(x > 0)
         b, r = int(y + h < g.height), int(x + w < g.width)
-        box = (x - left, y - t, w + left + r, h + t + b)
+        box = Window(x - left, y - t, w + left + r, h + t + b)
         fus = scene.fused.read(*box)
         ref = scene.reference.read(*box)
         valid = scene.mask.read(*box) if scene.mask is not None else None
@@ -460,10 +174,11 @@ def stream_no_reference(
     acc = NoReferenceMetrics(scene.bands, r, block)
     halo = filter_halo(r, pan_gain)
     wins = windows(g.width, g.height, window_size(block * r, window))
-    for i, (x, y, w, h) in enumerate(wins):
+    for i, win in enumerate(wins):
         check_cancel(feedback)
-        fus = scene.fused.read(x, y, w, h)
-        ms = scene.read_ms(x // r, y // r, w // r, h // r)
+        x, y, w, h = win
+        fus = scene.fused.read(*win)
+        ms = scene.read_ms(*win.scaled(r))
         # The PAN with `halo` pixels of context (clipped to the area, whose
         # edges the degradation mirrors), so that its MS-scale version equals
         # degrading the whole area's PAN at once.
@@ -473,7 +188,7 @@ def stream_no_reference(
         pan = pan_ctx[y - y0 : y - y0 + h, x - x0 : x - x0 + w]
         sy, sx = (y - y0) // r, (x - x0) // r
         pan_lr = degrade(pan_ctx, r, pan_gain)[sy : sy + h // r, sx : sx + w // r]
-        valid = scene.mask.read(x, y, w, h) if scene.mask is not None else None
+        valid = scene.mask.read(*win) if scene.mask is not None else None
         acc.update(fus, ms, pan, pan_lr, valid=valid, origin=(y, x))
         if sam is not None:
             # Against the MS pixel each fused pixel falls in.
@@ -503,7 +218,8 @@ class AssessOptions:
     pan_gain: float = DEFAULT_PAN_GAIN
     block: int = BLOCK
     window: int = WINDOW
-    #: The inputs are reduced-resolution ones made by :func:`wald_inputs`
+    #: The inputs are reduced-resolution ones made by
+    #: :func:`~ada3d_qgis.engine.assessment_wald.wald_inputs`
     #: (changes the report's labels only).
     reduced: bool = False
     #: More (label, value) lines for the report's run table.
@@ -529,7 +245,7 @@ class Assessment:
 def default_data_range(ds: gdal.Dataset) -> float | None:
     """PSNR peak for a reference raster: the type's maximum for unsigned
     integers (e.g. 65535 for UInt16); None (observed range) otherwise."""
-    dtype = _band_dtype(ds)
+    dtype = band_dtype(ds)
     if np.issubdtype(dtype, np.unsignedinteger):
         return float(np.iinfo(dtype).max)
     return None
@@ -760,212 +476,3 @@ def _content(
         panels=panels,
         layout=layout,
     )
-
-
-# --------------------------------------------------------------------------- Wald inputs
-
-
-@dataclass
-class WaldInputs:
-    """Reduced-resolution inputs of a scene (GeoTIFFs) and the MS area they
-    stand for (the reference: ``grid``, in MS pixels)."""
-
-    ms_lr: Path
-    pan_lr: Path
-    grid: Grid
-    ratio: int
-    pan_resampling: str
-
-
-def degrade_stream(
-    read: Callable[[int, int, int, int], np.ndarray],
-    source_size: tuple[int, int],
-    origin: tuple[int, int],
-    out_size: tuple[int, int],
-    ratio: int,
-    gain: float,
-    write: Callable[[int, int, np.ndarray], None],
-    feedback: Feedback,
-    progress: Callable[[float], None] = lambda f: None,
-    window: int = DEGRADE_WINDOW,
-) -> None:
-    """Degrade a source raster by ``ratio`` window by window.
-
-    Output pixel (i, j) stands for the ``ratio`` x ``ratio`` source block
-    starting at ``origin`` + (i, j) * ratio. Each window is read with the
-    filter's full context where the source has it (the real pixels beyond
-    the output's extent included) and mirrored at the source's edges, so the
-    result equals degrading the whole source at once (as ``wald_pair`` does).
-    """
-    sw, sh = source_size
-    ox0, oy0 = origin
-    halo = filter_halo(ratio, gain)
-    step = max(1, window // ratio)
-    wins = windows(out_size[0], out_size[1], step)
-    for i, (x, y, w, h) in enumerate(wins):
-        check_cancel(feedback)
-        # The context stays on the block grid of the origin (so blocks match).
-        xa = max(ox0 + x * ratio - halo, ox0 % ratio)
-        ya = max(oy0 + y * ratio - halo, oy0 % ratio)
-        xb = min(ox0 + (x + w) * ratio + halo, sw)
-        yb = min(oy0 + (y + h) * ratio + halo, sh)
-        low = degrade(read(xa, ya, xb - xa, yb - ya), ratio, gain)
-        sx, sy = (ox0 + x * ratio - xa) // ratio, (oy0 + y * ratio - ya) // ratio
-        write(x, y, low[:, sy : sy + h, sx : sx + w])
-        progress((i + 1) / len(wins))
-
-
-class FloatGeoTiff:
-    """A Float32 GeoTIFF written window by window (the temporary inputs of the
-    reduced-resolution test; they live in a folder the caller removes)."""
-
-    OPTIONS = ("TILED=YES", "BIGTIFF=IF_SAFER")
-
-    def __init__(
-        self, path: Path, grid: Grid, descriptions: Sequence[str], nodata: float | None
-    ) -> None:
-        with quiet_gdal():
-            ds = gdal.GetDriverByName("GTiff").Create(
-                str(path), grid.width, grid.height, len(descriptions), gdal.GDT_Float32,
-                list(self.OPTIONS),
-            )
-            if ds is None:
-                raise Ada3DError(
-                    f"The temporary file {path} cannot be written ({gdal.GetLastErrorMsg()})."
-                )
-        describe_dataset(ds, grid, descriptions, nodata)
-        self.ds: gdal.Dataset | None = ds
-        self.path = path
-
-    def write(self, x: int, y: int, block: np.ndarray) -> None:
-        if self.ds is None:
-            raise RuntimeError("write after the map raster was closed")
-        data = block.astype(np.float32)
-        with quiet_gdal():
-            for i in range(data.shape[0]):
-                band = self.ds.GetRasterBand(i + 1)
-                err = band.WriteArray(data[i], x, y)
-                del band
-                if err != gdal.CE_None:
-                    raise Ada3DError(
-                        f"Writing {self.path} failed ({gdal.GetLastErrorMsg() or 'disk full?'})."
-                    )
-
-    def close(self) -> None:
-        if self.ds is not None:
-            self.ds.FlushCache()
-            self.ds = None
-
-
-def _aligned_to(src: Grid, target: Grid) -> bool:
-    """Is ``src`` already ``target``'s grid (same CRS, pixel, whole-pixel offset)?"""
-    try:
-        grid_offset(src, target, "source", "target")
-    except Ada3DError:
-        return False
-    return True
-
-
-def _pan_on_fine_grid(pan_ds: gdal.Dataset, fine: Grid) -> tuple[gdal.Dataset, list, str]:
-    """The PAN's first band on the exact MS / r grid ``fine`` (a warped VRT):
-    copied when it is that grid already, else cubic convolution (it shifts
-    without blurring; the MTF filter that follows dominates anyway)."""
-    aligned = _aligned_to(grid_of(pan_ds, "panchromatic"), fine)
-    method = "near" if aligned else "cubic"
-    with quiet_gdal():
-        vrt, sub = warp_onto(pan_ds, [1], fine, method)
-        if vrt is None:
-            raise Ada3DError(
-                "Resampling the panchromatic raster onto the multispectral grid failed "
-                f"({gdal.GetLastErrorMsg() or 'unknown error'})."
-            )
-    why = (
-        "already on the exact MS / r grid (copied)"
-        if aligned
-        else "resampled onto the exact MS / r grid with cubic convolution"
-    )
-    return vrt, [sub], why
-
-
-def wald_inputs(
-    pan: str,
-    ms: str,
-    folder: str | Path,
-    feedback: Feedback | None = None,
-    ms_gain: float = DEFAULT_MS_GAIN,
-    pan_gain: float = DEFAULT_PAN_GAIN,
-    window: int = DEGRADE_WINDOW,
-) -> WaldInputs:
-    """Write ``ms_lr.tif`` (the MS degraded by the ratio r) and ``pan_lr.tif``
-    (the PAN degraded by r onto the MS grid) into ``folder``; both share the
-    top-left corner of the MS area they cover (``grid``: whole MS pixels the
-    PAN covers, trimmed to a multiple of r). Float32, NaN where the inputs
-    have no data (the filters spread a gap over their few-pixel reach)."""
-    feedback = feedback or QuietFeedback()
-    folder = Path(folder)
-    with quiet_gdal(), gdal_cache_limit(GDAL_CACHE_BYTES):
-        pan_ds = open_raster(pan, "panchromatic")
-        ms_ds = open_raster(ms, "multispectral")
-        r = resolution_ratio(pan_ds, ms_ds)
-        msg = grid_of(ms_ds, "multispectral")
-        pang = grid_in_crs(pan_ds, "panchromatic", msg.crs_wkt)
-        fine_all = Grid(msg.x0, msg.y0, msg.dx / r, msg.dy / r, msg.width * r, msg.height * r,
-                        msg.crs_wkt)
-        # Whole fine pixels the PAN covers (fine pixel 0 = the MS corner).
-        c0 = math.ceil((pang.x0 - msg.x0) / fine_all.dx - EPS_PX)
-        c1 = math.floor((pang.x1 - msg.x0) / fine_all.dx + EPS_PX)
-        r0 = math.ceil((msg.y0 - pang.y0) / fine_all.dy - EPS_PX)
-        r1 = math.floor((msg.y0 - pang.y1) / fine_all.dy + EPS_PX)
-        mc0, mr0 = max(0, _ceil_div(c0, r)), max(0, _ceil_div(r0, r))
-        mw = (min(msg.width, c1 // r) - mc0) // r * r
-        mh = (min(msg.height, r1 // r) - mr0) // r * r
-        if mw < r or mh < r:
-            raise Ada3DError(
-                "The panchromatic and multispectral rasters do not overlap enough for a "
-                f"reduced-resolution test (at least {r} x {r} multispectral pixels)."
-            )
-        halo = filter_halo(r, pan_gain)
-        fc0, fr0 = max(c0, mc0 * r - halo), max(r0, mr0 * r - halo)
-        fc1 = min(c1, (mc0 + mw) * r + halo)
-        fr1 = min(r1, (mr0 + mh) * r + halo)
-        fine = fine_all.window(fc0, fr0, fc1 - fc0, fr1 - fr0)
-        pan_vrt, keep, why = _pan_on_fine_grid(pan_ds, fine)
-        feedback.pushInfo(
-            f"Reduced resolution: {mw} x {mh} multispectral pixels, ratio {r}; the PAN is {why}."
-        )
-        ms_read = RasterWindows(ms_ds, "multispectral")
-        pan_read = RasterWindows(pan_vrt, "panchromatic")
-        names = [_band_description(ms_ds, b) for b in range(1, ms_ds.RasterCount + 1)]
-        ms_gaps = any(v is not None for v in ms_read.nodata)
-        pan_gaps = _band_nodata(pan_ds, 1) is not None
-        ms_lr = folder / "ms_lr.tif"
-        pan_lr = folder / "pan_lr.tif"
-        ms_out = msg.window(mc0, mr0, mw // r, mh // r, step=r)
-        pan_out = msg.window(mc0, mr0, mw, mh)
-        n_ms = len(windows(ms_out.width, ms_out.height, max(1, window // r)))
-        n_pan = len(windows(pan_out.width, pan_out.height, max(1, window // r)))
-        done = [0]
-
-        def tick(_: float) -> None:
-            done[0] += 1
-            feedback.setProgress(100.0 * done[0] / (n_ms + n_pan))
-
-        outputs = (
-            (FloatGeoTiff(ms_lr, ms_out, names, math.nan if ms_gaps else None), ms_read.read,
-             (msg.width, msg.height), (mc0, mr0), ms_gain),
-            (FloatGeoTiff(pan_lr, pan_out, ["Panchromatic (degraded)"],
-                          math.nan if pan_gaps else None), pan_read.read,
-             (fine.width, fine.height), (mc0 * r - fc0, mr0 * r - fr0), pan_gain),
-        )
-        try:
-            for out, read, size, origin, gain in outputs:
-                degrade_stream(
-                    read, size, origin, (out.ds.RasterXSize, out.ds.RasterYSize), r, gain,
-                    out.write, feedback, tick, window,
-                )
-                out.close()
-        finally:
-            for out, *_ in outputs:
-                out.close()
-        keep.clear()
-    return WaldInputs(ms_lr, pan_lr, msg.window(mc0, mr0, mw, mh), r, why)

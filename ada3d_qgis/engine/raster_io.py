@@ -631,7 +631,7 @@ def align_pair(pair: InputPair, ratio: int) -> AlignedInputs:
         grid=grid,
         ratio=ratio,
         resampling=reason,
-        pan_nodata=_nodata_of(pan_ds, pan_band),
+        pan_nodata=band_nodata(pan_ds, pan_band),
         ms_nodata=nodata,
         ms_descriptions=descriptions,
         ms_type=ms_type,
@@ -644,9 +644,39 @@ def align_pair(pair: InputPair, ratio: int) -> AlignedInputs:
     )
 
 
-def _nodata_of(ds: gdal.Dataset, band: int) -> float | None:
-    b = ds.GetRasterBand(band)
-    return _nodata(b)
+def band_nodata(ds: gdal.Dataset, index: int) -> float | None:
+    """Band ``index``'s nodata value, None when it has none."""
+    band = ds.GetRasterBand(index)
+    value = _nodata(band)
+    del band  # a band must not outlive its dataset (GDAL 3.6 bindings)
+    return value
+
+
+def band_description(ds: gdal.Dataset, index: int) -> str:
+    band = ds.GetRasterBand(index)
+    text = band.GetDescription() or ""
+    del band
+    return text
+
+
+def band_dtype(ds: gdal.Dataset) -> np.dtype:
+    """The numpy type of the dataset's first band."""
+    band = ds.GetRasterBand(1)
+    code = band.DataType
+    del band
+    return numpy_type(code)
+
+
+def nodata_hits(raw: np.ndarray, nodata: float) -> np.ndarray | None:
+    """Where ``raw`` equals the nodata value, compared in ``raw``'s own type;
+    None when no value of that type can equal it."""
+    if math.isnan(nodata):
+        return np.isnan(raw) if np.issubdtype(raw.dtype, np.floating) else None
+    if np.issubdtype(raw.dtype, np.integer):
+        info = np.iinfo(raw.dtype)
+        if not nodata.is_integer() or not info.min <= nodata <= info.max:
+            return None
+    return raw == raw.dtype.type(nodata)
 
 
 def check_bands(ds: gdal.Dataset, bands: Sequence[int], what: str) -> None:
@@ -1126,7 +1156,9 @@ class OutputWriter:
     target; :meth:`commit` moves it into place, :meth:`abort` removes every trace.
 
     Formats GDAL can only write in one go (CreateCopy, e.g. PNG) are written as a
-    temporary GTiff first and converted at commit.
+    temporary GTiff first and converted at commit. ``gtiff_defaults=False``
+    writes a GTiff with exactly ``options`` (the uncompressed working files of
+    the reduced-resolution test, which are read once and then removed).
     """
 
     def __init__(
@@ -1138,6 +1170,8 @@ class OutputWriter:
         nodata: float | None,
         descriptions: Sequence[str],
         options: Sequence[str] = (),
+        *,
+        gtiff_defaults: bool = True,
     ) -> None:
         self.target = Path(path)
         self.driver = gdal.GetDriverByName(driver)
@@ -1156,7 +1190,7 @@ class OutputWriter:
         if self.direct:
             write_driver, write_path = self.driver, self.temp
             write_options = self.user_options
-            if driver == "GTiff":
+            if driver == "GTiff" and gtiff_defaults:
                 write_options = merge_options(self._gtiff_defaults(gdal_type), self.user_options)
         else:
             write_driver = gdal.GetDriverByName("GTiff")

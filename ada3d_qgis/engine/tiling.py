@@ -16,6 +16,7 @@ and gives every pass-1 tile the same weight in the pooled context).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,35 @@ CONTEXT_TILES = 16
 #: in tests/ada3d_qgis/algorithms/test_pansharpen.py prints what it costs in
 #: accuracy.
 TILES_PER_CONTEXT_TILE = 16
+
+
+@dataclass(frozen=True)
+class Window:
+    """A rectangle of pixels: top-left (``x``, ``y``) and size. It unpacks in
+    GDAL's order (xoff, yoff, xsize, ysize), so ``ds.ReadAsArray(*window)``
+    and ``read(*window)`` take it as it is."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((self.x, self.y, self.width, self.height))
+
+    def scaled(self, step: int) -> Window:
+        """The same ground on a grid ``step`` times coarser (every value divided)."""
+        return Window(self.x // step, self.y // step, self.width // step, self.height // step)
+
+
+def windows(width: int, height: int, size: int) -> list[Window]:
+    """Row-major windows of ``size`` tiling a ``width`` x ``height`` area (the
+    last ones in each row and column cut at the edge)."""
+    return [
+        Window(x, y, min(size, width - x), min(size, height - y))
+        for y in range(0, height, size)
+        for x in range(0, width, size)
+    ]
 
 
 @dataclass(frozen=True)
@@ -54,6 +84,11 @@ class Tile:
     core_y: int
     core_width: int
     core_height: int
+
+    @property
+    def window(self) -> Window:
+        """The tile's whole window (halo included) on the output grid."""
+        return Window(self.x, self.y, self.width, self.height)
 
     def ms_window(self, ratio: int) -> tuple[int, int, int, int]:
         """(x, y, width, height) of the window on the aligned MS grid."""

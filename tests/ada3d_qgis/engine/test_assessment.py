@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from osgeo import gdal, osr
+from osgeo import gdal
 from tiny_models import read_array as _read
 from tiny_models import read_geo as _geo
 
@@ -18,8 +18,9 @@ from ada3d_qgis.core.degrade import degrade, upsample_cubic, wald_pair
 from ada3d_qgis.core.metrics import METRIC_KEYS, no_reference_metrics, reference_metrics
 from ada3d_qgis.engine import Ada3DError, Cancelled
 from ada3d_qgis.engine import assessment as A
-from ada3d_qgis.engine.feedback import QuietFeedback
+from ada3d_qgis.engine.raster_io import Grid
 from ada3d_qgis.engine.report import plan_layout
+from ada3d_qgis.engine.tiling import windows
 
 REL = 1e-9
 
@@ -91,76 +92,13 @@ def full_res(sample, sample_ms, tmp_path_factory):
 
 
 def test_windows_tile_the_area_on_the_block_grid():
-    wins = A.windows(100, 70, 32)
+    wins = windows(100, 70, 32)
     covered = np.zeros((70, 100), int)
     for x, y, w, h in wins:
         assert x % 32 == 0 and y % 32 == 0
         covered[y : y + h, x : x + w] += 1
     assert (covered == 1).all()
     assert A.window_size(64, 500) == 448 and A.window_size(96, 50) == 96
-
-
-def test_grid_offset_accepts_whole_pixels_only():
-    base = A.Grid(1000.0, 2000.0, 10.0, 10.0, 50, 50, _utm())
-    assert A.grid_offset(base.window(3, 4, 10, 10), base, "a", "b") == (3, 4)
-    shifted = A.Grid(1005.0, 2000.0, 10.0, 10.0, 50, 50, _utm())
-    with pytest.raises(Ada3DError, match="fraction of a pixel"):
-        A.grid_offset(shifted, base, "reference", "fused")
-    coarse = A.Grid(1000.0, 2000.0, 20.0, 20.0, 50, 50, _utm())
-    with pytest.raises(Ada3DError, match="pixels"):
-        A.grid_offset(coarse, base, "reference", "fused")
-    other = A.Grid(1000.0, 2000.0, 10.0, 10.0, 50, 50, _utm(32617))
-    with pytest.raises(Ada3DError, match="CRS"):
-        A.grid_offset(other, base, "reference", "fused")
-
-
-def _utm(epsg: int = 32616) -> str:
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(epsg)
-    return srs.ExportToWkt()
-
-
-# --- Wald degradation, streamed --------------------------------------------------------
-
-
-@pytest.mark.parametrize("origin", [(0, 0), (6, 4)])
-def test_degrade_stream_equals_the_whole_array(sample, origin):
-    ms = sample["ms"][:, :150, :170]
-    r, gain = 2, 0.3
-    out_w, out_h = (170 - origin[0]) // r - 3, (150 - origin[1]) // r - 2
-    got = np.full((4, out_h, out_w), np.nan)
-
-    def write(x, y, a):
-        got[:, y : y + a.shape[1], x : x + a.shape[2]] = a
-
-    def read(x, y, w, h):
-        return ms[:, y : y + h, x : x + w]
-
-    A.degrade_stream(read, (170, 150), origin, (out_w, out_h), r, gain, write, QuietFeedback(),
-                     window=40)
-    whole = degrade(ms, r, gain)[:, origin[1] // r :, origin[0] // r :][:, :out_h, :out_w]
-    np.testing.assert_allclose(got, whole, rtol=1e-12)
-
-
-def test_wald_inputs_equal_wald_pair_on_the_sample(sample, sample_ms, sample_pan, tmp_path):
-    wald = A.wald_inputs(str(sample_pan), str(sample_ms), tmp_path, window=64)
-    ms_gt = sample["ms_gt"]
-    # Independently: the PAN cubic-warped onto the MS / 2 grid (511 whole 15 m
-    # pixels from the MS corner), then the whole-array protocol.
-    pan_fine = _warp(sample_pan, ms_gt[0], ms_gt[3], 15.0, 511, 511)[0]
-    ms_lr, pan_lr, target = wald_pair(sample["ms"], pan_fine, 2, 2)
-    assert target.shape == (4, 254, 254) and wald.ratio == 2
-    assert (wald.grid.width, wald.grid.height, wald.grid.x0) == (254, 254, ms_gt[0])
-    np.testing.assert_array_equal(_read(wald.ms_lr), ms_lr.astype(np.float32))
-    np.testing.assert_array_equal(_read(wald.pan_lr), pan_lr.astype(np.float32))
-    gt_ms, _ = _geo(wald.ms_lr)
-    gt_pan, _ = _geo(wald.pan_lr)
-    assert gt_ms == (ms_gt[0], 60.0, 0.0, ms_gt[3], 0.0, -60.0)
-    assert gt_pan == (ms_gt[0], 30.0, 0.0, ms_gt[3], 0.0, -30.0)
-    ds = gdal.Open(str(wald.ms_lr))
-    names = [ds.GetRasterBand(i).GetDescription() for i in range(1, 5)]
-    ds = None
-    assert names[0].startswith("Blue")
 
 
 # --- no reference ----------------------------------------------------------------------
@@ -335,13 +273,13 @@ def test_cancel_stops_and_writes_no_report(full_res, sample_ms, sample_pan, tmp_
 
 
 def test_sam_collector_averages_into_overview_pixels_and_keeps_the_crop():
-    grid = A.Grid(0.0, 100.0, 1.0, 1.0, 70, 50, "")
+    grid = Grid(0.0, 100.0, 1.0, 1.0, 70, 50, "")
     lay = plan_layout(grid, max_side=20, crop=16)  # factor 4: 17 x 12 overview
     lay = type(lay)(lay.grid, lay.factor, lay.width, lay.height, (30, 20, 16, 16))
     angles = np.random.default_rng(6).uniform(0, 10, (50, 70))
     angles[5, 5] = np.nan
     col = A.SamCollector(lay)
-    for x, y, w, h in A.windows(70, 50, 24):
+    for x, y, w, h in windows(70, 50, 24):
         col.add(x, y, angles[y : y + h, x : x + w])
     blocks = angles[:48, :68].reshape(12, 4, 17, 4)
     np.testing.assert_allclose(col.overview(), np.nanmean(blocks, axis=(1, 3)), rtol=1e-12)

@@ -123,3 +123,14 @@ def test_balanced_grid_does_less_work_on_a_1022_px_scene():
     tiles = tile_grid(1022, 1022, 320, 14, 2)
     assert len(tiles) == 16
     assert {(t.width, t.height) for t in tiles} == {(278, 278)}
+
+
+def test_window_unpacks_in_gdal_order_and_scales():
+    from ada3d_qgis.engine.tiling import Window, windows
+
+    win = Window(64, 32, 128, 96)
+    assert tuple(win) == (64, 32, 128, 96)
+    assert win.scaled(4) == Window(16, 8, 32, 24)
+    tile = tile_grid(512, 512, 256, 16, 2)[1]
+    assert tile.window == Window(tile.x, tile.y, tile.width, tile.height)
+    assert windows(100, 50, 64) == [Window(0, 0, 64, 50), Window(64, 0, 36, 50)]
