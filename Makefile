@@ -8,7 +8,7 @@ export QT_QPA_PLATFORM ?= offscreen
 # Training runs on all cores by default; set THREADS to share the machine.
 THREADS ?= 2
 
-.PHONY: setup test lint gpu-check demo package deploy train train-r2 train-r4 export bench-quality bench-speed bench-memory clean
+.PHONY: setup test lint gpu-check demo package deploy train train-r2 train-r4 export bench-quality bench-speed bench-memory bench-batch clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt
@@ -75,6 +75,10 @@ bench-speed: $(STAMP)
 
 bench-memory: $(STAMP)
 	$(PY) -m bench.memory
+
+# python -m ada3d_qgis.batch with 1 and 2 workers on 1024^2 mosaics; writes docs/batch.md.
+bench-batch: $(STAMP)
+	$(PY) -m bench.batch
 
 clean:
 	rm -rf dist build demo_output .pytest_cache .ruff_cache

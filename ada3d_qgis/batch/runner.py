@@ -31,6 +31,13 @@ class SceneResult:
     seconds: float = 0.0
     error: str = ""
     strips: int = 0
+    #: The scene's plan task (statistics and pooled context, once per scene).
+    plan_seconds: float = 0.0
+    #: The scene's assembly task (its single writer): seconds, and bytes
+    #: read from the strips and written to the COG.
+    assemble_seconds: float = 0.0
+    strip_bytes: int = 0
+    output_bytes: int = 0
 
 
 def failure_text(exc: BaseException) -> str:
@@ -109,6 +116,7 @@ def run_batch(
                 bar.write(f"{scene_name(result.scene)}: already done with these parameters.")
                 continue
             folders[i] = planned.folder
+            result.plan_seconds = planned.finished - planned.started
             for line in planned.plan.log[:2]:
                 bar.write(f"{scene_name(result.scene)}: {line}")
             plans[i] = fut
@@ -127,8 +135,11 @@ def run_batch(
             bar.total += len(strips) + 1
             bar.refresh()
         elif kind == "assemble":
+            done = fut.result()
             result.status = DONE
-            result.seconds = fut.result() - started[i]
+            result.seconds = done.finished - started[i]
+            result.assemble_seconds = done.finished - done.started
+            result.strip_bytes, result.output_bytes = done.strip_bytes, done.output_bytes
             plans.pop(i, None)
     bar.close()
     # Released now, so that closing the cluster does not recompute them.

@@ -174,6 +174,8 @@ class Planned:
     megapixels: float
     #: The sentence of a scene refused before any work (its inputs, its model).
     error: str = ""
+    #: When the plan was complete (this worker's clock).
+    finished: float = 0.0
 
 
 def plan_task(opts: RunOptions) -> Planned:
@@ -209,7 +211,8 @@ def _plan(opts: RunOptions, started: float) -> Planned:
     with quiet_gdal():
         plan = plan_scene(opts, checked, model, inputs)
     folder.mkdir(exist_ok=True)
-    return Planned(opts.output, started, plan, expected, str(folder), plan.megapixels)
+    return Planned(opts.output, started, plan, expected, str(folder), plan.megapixels,
+                   finished=time.time())
 
 
 def strip_path(planned: Planned, index: int) -> Path:
@@ -238,13 +241,26 @@ def strip_task(planned: Planned, index: int) -> tuple[str, int]:
     return str(path), y0
 
 
-def assemble_task(planned: Planned, strips: list[tuple[str, int]]) -> float:
+@dataclass
+class Assembled:
+    """What :func:`assemble_task` returns: when it ran (this worker's clock)
+    and the bytes of the strips it read and of the COG it wrote."""
+
+    started: float
+    finished: float
+    strip_bytes: int
+    output_bytes: int
+
+
+def assemble_task(planned: Planned, strips: list[tuple[str, int]]) -> Assembled:
     """Copy the strips into the output COG (temporary name, overviews,
-    renamed when complete), remove the strips; returns when it finished."""
+    renamed when complete), then remove the strips."""
+    started = time.time()
     plan = planned.plan
     if plan is None:
         raise RuntimeError("assemble_task on a scene that needs no work")
     opts = plan.opts
+    strip_bytes = sum(os.path.getsize(path) for path, _ in strips)
     with OutputWriter(opts.output, opts.driver or "COG", plan.grid, plan.gdal_type,
                       plan.nodata, plan.descriptions, opts.creation_options) as writer:
         bands = len(plan.descriptions)
@@ -259,9 +275,9 @@ def assemble_task(planned: Planned, strips: list[tuple[str, int]]) -> float:
         if writer.ds is None:
             raise RuntimeError("the output writer closed before the strips were written")
         writer.ds.SetMetadataItem(MARKER_KEY, planned.marker)
-        writer.commit()
+        output = writer.commit()
     discard_task(planned.folder)
-    return time.time()
+    return Assembled(started, time.time(), strip_bytes, output.stat().st_size)
 
 
 def discard_task(folder: str) -> None:
