@@ -24,6 +24,7 @@ from osgeo import gdal
 
 from . import Ada3DError
 from .raster_io import (
+    EPS_PX,
     AlignedInputs,
     Grid,
     align_inputs,
@@ -34,6 +35,7 @@ from .raster_io import (
     nodata_hits,
     open_raster,
     quiet_gdal,
+    ratio_fits,
     same_crs,
     warp_onto,
 )
@@ -41,10 +43,6 @@ from .tiling import round_up
 
 #: GDAL block cache during an assessment or a Wald degradation.
 GDAL_CACHE_BYTES = 256 * 1024 * 1024
-#: Two grids whose edges differ by less than this fraction of a pixel are aligned.
-EPS_PX = 1e-3
-#: A PAN/MS pixel-size ratio this close (relative) to a whole number is that number.
-RATIO_TOLERANCE = 0.02
 
 
 # --------------------------------------------------------------------------- geometry
@@ -54,7 +52,7 @@ def resolution_ratio(pan_ds: gdal.Dataset, ms_ds: gdal.Dataset) -> int:
     """The whole-number PAN/MS resolution ratio read from the pixel sizes."""
     measured = input_ratio(pan_ds, ms_ds)
     ratio = round(measured)
-    if ratio < 2 or abs(measured - ratio) > RATIO_TOLERANCE * ratio:
+    if ratio < 2 or not ratio_fits(measured, ratio):
         raise Ada3DError(
             f"The multispectral pixels are {measured:.3f} times the size of the panchromatic "
             "pixels; the assessment needs a whole-number ratio of at least 2 (for example "

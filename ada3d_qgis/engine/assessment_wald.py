@@ -23,7 +23,6 @@ from osgeo import gdal
 from ..core.degrade import DEFAULT_MS_GAIN, DEFAULT_PAN_GAIN, degrade, filter_halo
 from . import Ada3DError
 from .assessment_scenes import (
-    EPS_PX,
     GDAL_CACHE_BYTES,
     RasterWindows,
     grid_offset,
@@ -31,6 +30,7 @@ from .assessment_scenes import (
 )
 from .feedback import Feedback, QuietFeedback, check_cancel
 from .raster_io import (
+    EPS_PX,
     Grid,
     OutputWriter,
     band_description,

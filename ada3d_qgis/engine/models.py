@@ -1,9 +1,8 @@
 """Which model runs: the user's .onnx file, or the shipped one that fits.
 
 A model fits an input when it takes exactly the selected number of MS bands and
-its ratio matches the PAN/MS pixel-size ratio (within :data:`RATIO_TOLERANCE`,
-which absorbs the small scale change of a reprojection). Every choice comes
-with a sentence saying why, for the log.
+its ratio matches the PAN/MS pixel-size ratio (:func:`.raster_io.ratio_fits`).
+Every choice comes with a sentence saying why, for the log.
 """
 
 from __future__ import annotations
@@ -15,10 +14,8 @@ from pathlib import Path
 
 from ..core.metadata import ModelMetadata
 from . import Ada3DError
+from .raster_io import ratio_fits
 from .session import import_onnxruntime, read_metadata
-
-#: Relative difference allowed between the measured and the model's ratio.
-RATIO_TOLERANCE = 0.05
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models"
 
@@ -28,10 +25,6 @@ class ModelChoice:
     path: Path
     metadata: ModelMetadata
     reason: str
-
-
-def ratio_fits(measured: float, ratio: int) -> bool:
-    return abs(measured - ratio) <= RATIO_TOLERANCE * ratio
 
 
 def _describe(meta: ModelMetadata) -> str:

@@ -36,7 +36,10 @@ GTIFF_OPTIONS = ("TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER")
 
 #: Two grids whose edges differ by less than this fraction of a pixel are
 #: treated as aligned (GeoTIFF origins carry rounding noise).
-_EPS_PX = 1e-3
+EPS_PX = 1e-3
+#: Relative difference allowed between a measured PAN/MS pixel-size ratio and a
+#: whole ratio: it absorbs the small scale change of a reprojection.
+RATIO_TOLERANCE = 0.05
 
 
 @contextlib.contextmanager
@@ -314,8 +317,8 @@ def output_window(pan: Grid, ms: Grid, ratio: int) -> tuple[int, int, int, int]:
 
     def span(lo: float, hi: float, n: int) -> tuple[int, int]:
         # Pixel i's centre is at i + 0.5.
-        first = max(0, math.ceil(lo - 0.5 - _EPS_PX))
-        last = min(n, math.floor(hi - 0.5 + _EPS_PX) + 1)
+        first = max(0, math.ceil(lo - 0.5 - EPS_PX))
+        last = min(n, math.floor(hi - 0.5 + EPS_PX) + 1)
         return first, last - first
 
     col, width = span((ms.x0 - pan.x0) / pan.dx, (ms.x1 - pan.x0) / pan.dx, pan.width)
@@ -331,8 +334,8 @@ def output_window(pan: Grid, ms: Grid, ratio: int) -> tuple[int, int, int, int]:
 def inside_span(lo: float, hi: float, start: float, step: float, n: int) -> tuple[int, int]:
     """[first, stop) of the cells ``start + (j + 0.5) * step`` (j < n) whose centre
     lies in [lo, hi]."""
-    first = max(0, math.ceil((lo - start) / step - 0.5 - _EPS_PX))
-    stop = min(n, math.floor((hi - start) / step - 0.5 + _EPS_PX) + 1)
+    first = max(0, math.ceil((lo - start) / step - 0.5 - EPS_PX))
+    stop = min(n, math.floor((hi - start) / step - 0.5 + EPS_PX) + 1)
     return first, max(first, stop)
 
 
@@ -475,10 +478,10 @@ def _pick_resampling(ms_src: Grid, target: Grid, reprojected: bool) -> tuple[str
     offset_y = ((ms_src.y0 - target.y0) / ms_src.dy) % 1.0
     aligned = (
         not reprojected
-        and min(offset_x, 1 - offset_x) < _EPS_PX
-        and min(offset_y, 1 - offset_y) < _EPS_PX
-        and abs(ms_src.dx - target.dx) < _EPS_PX * target.dx
-        and abs(ms_src.dy - target.dy) < _EPS_PX * target.dy
+        and min(offset_x, 1 - offset_x) < EPS_PX
+        and min(offset_y, 1 - offset_y) < EPS_PX
+        and abs(ms_src.dx - target.dx) < EPS_PX * target.dx
+        and abs(ms_src.dy - target.dy) < EPS_PX * target.dy
     )
     if aligned:
         return "near", "the multispectral grid already is the exact r x PAN grid (copied as is)"
@@ -492,6 +495,11 @@ def _pick_resampling(ms_src: Grid, target: Grid, reprojected: bool) -> tuple[str
         f"the multispectral grid is {offset_x:.2f} x {offset_y:.2f} of its pixel off the "
         f"exact r x PAN grid; resampled with {why}"
     )
+
+
+def ratio_fits(measured: float, ratio: int) -> bool:
+    """Whether a measured pixel-size ratio is the whole ``ratio``."""
+    return abs(measured - ratio) <= RATIO_TOLERANCE * ratio
 
 
 def input_ratio(pan_ds: gdal.Dataset, ms_ds: gdal.Dataset) -> float:

@@ -4,7 +4,8 @@ import onnx
 import pytest
 
 from ada3d_qgis.engine import Ada3DError
-from ada3d_qgis.engine.models import choose_model, ratio_fits, shipped_models
+from ada3d_qgis.engine.models import choose_model, shipped_models
+from ada3d_qgis.engine.raster_io import ratio_fits
 
 
 def _with_names(src, dst, names):
