@@ -991,15 +991,23 @@ def _probe_format(
     with tempfile.TemporaryDirectory(prefix="ada3d-format-") as folder, quiet_gdal():
         path = os.path.join(folder, "probe" + (suffix or ""))
         problem = _write_probe(drv, path, values, grid, gdal_type, options)
-        if problem:
-            # GDAL's messages name the probe file, which means nothing to the user.
-            return problem.replace(f"{path}: ", "").replace(path, "the file")
-        back = gdal.Open(path)
-        if back is None:
-            return f"the file written cannot be read back ({_gdal_message('unknown error')})"
-        problem = _compare_probe(back, values, grid, gdal_type)
-        back = None
-    return problem
+        if not problem:
+            back = gdal.Open(path)
+            if back is None:
+                problem = f"the file written cannot be read back ({_gdal_message('unknown error')})"
+            else:
+                problem = _compare_probe(back, values, grid, gdal_type)
+            back = None
+        if problem and not _probe_folder_works(folder, values, grid, gdal_type):
+            return None  # the temporary folder is at fault (full?), not the format
+    # GDAL's messages name the probe file, which means nothing to the user.
+    return problem and problem.replace(f"{path}: ", "").replace(path, "the file")
+
+
+def _probe_folder_works(folder: str, values, grid: Grid, gdal_type: int) -> bool:
+    """Whether a plain GeoTIFF probe can be written in ``folder``."""
+    path = os.path.join(folder, "control.tif")
+    return _write_probe(gdal.GetDriverByName("GTiff"), path, values, grid, gdal_type, ()) is None
 
 
 def _write_probe(drv, path, values, grid, gdal_type, options) -> str | None:

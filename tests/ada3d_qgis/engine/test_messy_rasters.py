@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -560,3 +561,17 @@ def test_band_lists_as_qgis_process_and_python_give_them():
     assert rio.band_numbers([object()]) is None  # left to QGIS
     with pytest.raises(Ada3DError, match=r"separated by commas .*'1,a' is not such a list"):
         rio.band_numbers("1,a")
+
+
+def test_a_full_temporary_folder_does_not_pass_for_a_bad_format(small_disk, monkeypatch):
+    # The probe raster goes to the system's temporary folder; when that is full
+    # the format cannot be judged, and the run goes on (the output's own folder
+    # is checked separately).
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (rio.free_bytes(small_disk)))
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk))
+    assert rio.check_output_format("x.tif", None, 4, gdal.GDT_UInt16) == "GTiff"
+    assert rio.check_output_format("x.png", None, 4, gdal.GDT_UInt16) == "PNG"
+    filler.unlink()
+    with pytest.raises(Ada3DError, match="JPEG"):
+        rio.check_output_format("x.jpg", None, 4, gdal.GDT_UInt16)
