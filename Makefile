@@ -8,7 +8,7 @@ export QT_QPA_PLATFORM ?= offscreen
 # Training runs on all cores by default; set THREADS to share the machine.
 THREADS ?= 2
 
-.PHONY: setup test lint gpu-check demo package deploy train train-r2 train-r4 export bench-quality bench-speed bench-memory bench-batch clean
+.PHONY: setup test lint gpu-check demo package deploy train train-r2 train-r4 train-any train-any-r2 train-any-r4 export bench-quality bench-speed bench-memory bench-batch clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt
@@ -58,6 +58,18 @@ train-r2: $(STAMP)
 train-r4: $(STAMP)
 	$(PY) -m model_export.train --fusebox $(FUSEBOX) --ratio 4 $(SMALL) --threads $(THREADS) \
 		--epochs $(EPOCHS_R4) --out runs/r4 --resume
+
+# Issue 18: one band-agnostic network for 3 to 6 bands (random subsets and
+# orders of B, G, R, NIR, SWIR1, SWIR2 per batch), resumable like the others.
+ANY := $(SMALL) --band-agnostic --bands 2,1,0,3,4,5 --random-bands 3,6
+EPOCHS_ANY ?= 40
+train-any: train-any-r2 train-any-r4
+train-any-r2: $(STAMP)
+	$(PY) -m model_export.train --fusebox $(FUSEBOX) --ratio 2 $(ANY) --threads $(THREADS) \
+		--epochs $(EPOCHS_ANY) --out runs/any_r2 --resume
+train-any-r4: $(STAMP)
+	$(PY) -m model_export.train --fusebox $(FUSEBOX) --ratio 4 $(ANY) --threads $(THREADS) \
+		--epochs $(EPOCHS_ANY) --out runs/any_r4 --resume
 
 LANDSAT_CARD := Ada3D for Landsat 7/8/9 (ratio 2: 30 m MS, 15 m PAN), bands B, G, R, NIR.
 VHR_CARD := Ada3D for 4-band very-high-resolution sensors (ratio 4: IKONOS, QuickBird, GeoEye, Pleiades, WorldView B, G, R, NIR), trained on Landsat data degraded to ratio 4.

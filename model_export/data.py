@@ -25,6 +25,11 @@ Training draws random patches (flips and rot90, seeded per sample so that a
 run is reproducible and resumable mid-epoch); validation always uses whole
 scenes of held-out groups, never patches of training scenes.
 
+Band-agnostic training (issue 18, ``DataConfig.random_bands``) gives every
+batch a random subset of the loaded bands, in wavelength order or shuffled
+(``shuffled_share``); the draw is a pure function of (seed, epoch, batch), so
+resumed runs draw the same.
+
 Band indices are 0-based everywhere (``--bands 2,1,0,3`` picks B, G, R, NIR
 from the FuseBox R, G, B, NIR, SWIR1, SWIR2 order; for a GeoTIFF, index 0 is
 GDAL band 1).
@@ -52,6 +57,8 @@ FUSEBOX_DEFAULT_BANDS = (2, 1, 0, 3)
 #: First FuseBox scene number listed in ``locations_7_to_39.txt``.
 FUSEBOX_FIRST_SCENE = 7
 FUSEBOX_LOCATIONS = "locations_7_to_39.txt"
+#: All six FuseBox bands in wavelength order: B, G, R, NIR, SWIR1, SWIR2.
+FUSEBOX_ALL_BANDS = (2, 1, 0, 3, 4, 5)
 #: The validation group of DESIGN.md "Interfaces" (FuseBox scenes 13-18).
 DEFAULT_VAL_GROUPS = ("P091R083",)
 
@@ -96,6 +103,12 @@ class DataConfig:
     #: Validation scenes larger than this many MS pixels per side are cut to
     #: their centre, so that one whole-scene forward pass fits in memory.
     val_max_size: int = 1024
+    #: ``[min, max]``: each batch takes a random subset of that many of the
+    #: loaded bands (band-agnostic models only); None: every band, in order.
+    random_bands: list[int] | None = None
+    #: Share of the random subsets whose band order is shuffled; the others
+    #: keep wavelength order, the order most inputs come in.
+    shuffled_share: float = 0.5
 
 
 @dataclass
@@ -448,6 +461,37 @@ def build_scenes(cfg: DataConfig, patch: int) -> SceneSet:
 # --------------------------------------------------------------------------- patches
 
 
+def draw_bands(
+    rng: np.random.Generator, loaded: int, smallest: int, largest: int, shuffled_share: float
+) -> np.ndarray:
+    """Indices of a random subset of ``smallest`` .. ``largest`` of the ``loaded``
+    bands, in their loaded order or, with probability ``shuffled_share``, shuffled."""
+    if not 1 <= smallest <= largest <= loaded:
+        raise ValueError(f"random bands {smallest}..{largest} do not fit {loaded} loaded bands")
+    count = int(rng.integers(smallest, largest + 1))
+    subset = np.sort(rng.choice(loaded, count, replace=False))
+    if rng.random() < shuffled_share:
+        subset = rng.permutation(subset)
+    return subset
+
+
+def select_bands(scene: PreparedScene, bands: Sequence[int]) -> PreparedScene:
+    """``scene`` restricted to ``bands`` (indices, in that order)."""
+    idx = list(bands)
+    return PreparedScene(
+        name=scene.name,
+        group=scene.group,
+        ratio=scene.ratio,
+        ms_lr=scene.ms_lr[idx],
+        pan=scene.pan,
+        target=scene.target[idx],
+        ms_stats=norm.BandStats(scene.ms_stats.mean[idx], scene.ms_stats.std[idx]),
+        pan_stats=scene.pan_stats,
+        target_raw=None if scene.target_raw is None else scene.target_raw[idx],
+        positions=scene.positions,
+    )
+
+
 def augment(arrays: Sequence[np.ndarray], k: int, flip: bool) -> list[np.ndarray]:
     """The same dihedral transform (optional left-right flip, then ``k``
     quarter turns) on the last two axes of every array. A block-centre
@@ -468,15 +512,32 @@ class PatchDataset(Dataset):
     Items are dicts of float32 tensors: ``ms`` (bands, p/r, p/r), ``pan``
     (1, p, p), ``target`` (bands, p, p), and the MS stats ``ms_mean``,
     ``ms_std`` (bands,) for losses in digital numbers.
+
+    With ``random_bands`` ``(min, max)`` the items of one group of ``group``
+    consecutive indices (one batch on every process: batch size times
+    processes) share one random band subset (:func:`draw_bands`).
     """
 
     def __init__(
-        self, scenes: Sequence[PreparedScene], patch: int, samples: int, seed: int
+        self,
+        scenes: Sequence[PreparedScene],
+        patch: int,
+        samples: int,
+        seed: int,
+        random_bands: Sequence[int] | None = None,
+        group: int = 1,
+        shuffled_share: float = 0.5,
     ) -> None:
         if not scenes:
             raise ValueError("no training scenes")
         self.scenes = list(scenes)
         self.patch, self.samples, self.seed = patch, samples, seed
+        self.random_bands = None if random_bands is None else tuple(random_bands)
+        self.group, self.shuffled_share = group, shuffled_share
+        if self.random_bands is not None:
+            # Fails early on a range the scenes cannot serve.
+            draw_bands(np.random.default_rng(0), self.scenes[0].ms_lr.shape[0],
+                       *self.random_bands, shuffled_share)
         self.epoch = 0
         self.ratio = self.scenes[0].ratio
         if patch % self.ratio:
@@ -519,12 +580,18 @@ class PatchDataset(Dataset):
             k,
             flip,
         )
+        mean, std = s.ms_stats.mean, s.ms_stats.std
+        if self.random_bands is not None:
+            # One draw per batch: the tensors of a batch need one band count.
+            band_rng = np.random.default_rng([self.seed, self.epoch, index // self.group, 1])
+            idx = draw_bands(band_rng, ms.shape[0], *self.random_bands, self.shuffled_share)
+            ms, target, mean, std = ms[idx], target[idx], mean[idx], std[idx]
         return {
-            "ms": torch.from_numpy(ms),
+            "ms": torch.from_numpy(np.ascontiguousarray(ms)),
             "pan": torch.from_numpy(pan),
-            "target": torch.from_numpy(target),
-            "ms_mean": torch.from_numpy(s.ms_stats.mean.astype(np.float32)),
-            "ms_std": torch.from_numpy(s.ms_stats.std.astype(np.float32)),
+            "target": torch.from_numpy(np.ascontiguousarray(target)),
+            "ms_mean": torch.from_numpy(mean.astype(np.float32)),
+            "ms_std": torch.from_numpy(std.astype(np.float32)),
         }
 
 

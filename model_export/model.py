@@ -18,6 +18,9 @@ record only the choices the specification leaves open.
   upsampling starts as bilinear (align_corners=False) with replicate padding,
   and the last convolutions of the head and of the refine branch start at zero
   (issue 5, "start from the classical baseline").
+- ``band_agnostic`` (issue 18) swaps the three band-count-specific layers for
+  the shared ones of model_export/band_agnostic.py; ``bands`` is then the
+  band count it was built and trained with, and any count runs.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from model_export.adaptive_conv import (
     adaptive_conv3d,
     tap_normalise,
 )
+from model_export.band_agnostic import PooledSpatialInput, SharedBandUpsample, SpectralRefine
 
 NEGATIVE_SLOPE = 0.2
 
@@ -55,6 +59,10 @@ class Ada3DConfig:
     spatial_hidden: int = 12  # h_a
     context_hidden: int = 3  # h_c
     res_channels: int = 24  # R
+    #: Issue 18: layers shared over the bands, so that one network takes any band count.
+    band_agnostic: bool = False
+    #: Hidden channels of the band-agnostic refinement (unused otherwise).
+    refine_hidden: int = 4
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Ada3DConfig:
@@ -68,7 +76,11 @@ class Ada3DConfig:
     @property
     def context_size(self) -> int:
         """Length of the pooled-context vector: 2N (C L + D)."""
-        return 2 * self.layers * (self.channels * self.bands + self.spatial_channels)
+        return self.context_size_for(self.bands)
+
+    def context_size_for(self, bands: int) -> int:
+        """Length of the pooled-context vector for ``bands`` input bands."""
+        return 2 * self.layers * (self.channels * bands + self.spatial_channels)
 
 
 def _lrelu(x: Tensor) -> Tensor:
@@ -168,27 +180,41 @@ class Ada3D(nn.Module):
         #: Recompute each adaptive layer in the backward pass (training memory).
         self.grad_checkpoint = grad_checkpoint
         lb, r = cfg.bands, cfg.ratio
-        self.upsample = nn.Conv2d(
-            lb, r * r * lb, 3, padding=1, bias=False, padding_mode="replicate"
-        )
-        self.shuffle = nn.PixelShuffle(r)
-        self.g_in = nn.Conv2d(lb + 1, cfg.spatial_channels, 3, padding=1)
+        if cfg.band_agnostic:
+            self.band_upsample = SharedBandUpsample(r)
+            self.g_in: nn.Module = PooledSpatialInput(cfg.spatial_channels)
+            self.refine = SpectralRefine(cfg.refine_hidden)
+        else:
+            self.upsample = nn.Conv2d(
+                lb, r * r * lb, 3, padding=1, bias=False, padding_mode="replicate"
+            )
+            self.shuffle = nn.PixelShuffle(r)
+            self.g_in = nn.Conv2d(lb + 1, cfg.spatial_channels, 3, padding=1)
+            self.refine1 = nn.Conv2d(lb, lb, 3, padding=1)
+            self.refine2 = nn.Conv2d(lb, lb, 3, padding=1)
         self.f_in = nn.Conv3d(1, cfg.channels, 3, padding=1)
         self.blocks = nn.ModuleList(Ada3DBlock(cfg) for _ in range(cfg.layers))
         self.head = nn.Conv3d(cfg.channels, 1, 3, padding=1)
-        self.refine1 = nn.Conv2d(lb, lb, 3, padding=1)
-        self.refine2 = nn.Conv2d(lb, lb, 3, padding=1)
         self.reset_to_interpolation()
 
     @property
     def context_size(self) -> int:
         return self.config.context_size
 
+    @property
+    def zero_start(self) -> tuple[nn.Module, nn.Module]:
+        """The last convolutions of the head and of the refinement (zero at the start)."""
+        return self.head, (self.refine.conv2 if self.config.band_agnostic else self.refine2)
+
     @torch.no_grad()
     def reset_to_interpolation(self) -> None:
         """Make the network return bilinear interpolation of the MS exactly."""
-        self.upsample.weight.copy_(bilinear_upsampling_weight(self.config.bands, self.config.ratio))
-        for conv in (self.head, self.refine2):
+        cfg = self.config
+        if cfg.band_agnostic:
+            self.band_upsample.conv.weight.copy_(bilinear_upsampling_weight(1, cfg.ratio))
+        else:
+            self.upsample.weight.copy_(bilinear_upsampling_weight(cfg.bands, cfg.ratio))
+        for conv in self.zero_start:
             conv.weight.zero_()
             conv.bias.zero_()
 
@@ -210,8 +236,12 @@ class Ada3D(nn.Module):
     def _run(
         self, ms: Tensor, pan: Tensor, context: Tensor | None, weight: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        x_up = self.shuffle(self.upsample(ms))
-        g = _lrelu(self.g_in(torch.cat([x_up, pan], dim=1)))
+        if self.config.band_agnostic:
+            x_up = self.band_upsample(ms)
+            g = _lrelu(self.g_in(x_up, pan))
+        else:
+            x_up = self.shuffle(self.upsample(ms))
+            g = _lrelu(self.g_in(torch.cat([x_up, pan], dim=1)))
         f = _lrelu(self.f_in(x_up.unsqueeze(1)))
         own: list[Tensor] = []
         for n, block in enumerate(self.blocks):
@@ -219,7 +249,10 @@ class Ada3D(nn.Module):
             h = _lrelu(self._adaptive(block.ada1, f, g, context, weight, 2 * n, own))
             f = f + self._adaptive(block.ada2, h, g, context, weight, 2 * n + 1, own)
         z = self.head(f).squeeze(1)
-        z = z + self.refine2(_lrelu(self.refine1(z)))
+        if self.config.band_agnostic:
+            z = z + self.refine(z)
+        else:
+            z = z + self.refine2(_lrelu(self.refine1(z)))
         return z + x_up, torch.cat(own, dim=1)
 
     def _adaptive(
@@ -239,9 +272,10 @@ class Ada3D(nn.Module):
         pooled_g = g.mean(dim=(2, 3))  # (B, D)
         own += [pooled_f.flatten(1), pooled_g]
         if context is not None:
-            cl = cfg.channels * cfg.bands
+            # The input's band count, not the configuration's: band-agnostic models take any.
+            cl = cfg.channels * f.shape[2]
             start = layer * (cl + cfg.spatial_channels)
-            ctx_f = context[:, start : start + cl].unflatten(1, (cfg.channels, cfg.bands))
+            ctx_f = context[:, start : start + cl].unflatten(1, (cfg.channels, f.shape[2]))
             ctx_g = context[:, start + cl : start + cl + cfg.spatial_channels]
             pooled_f = weight[:, :, None] * ctx_f + (1 - weight[:, :, None]) * pooled_f
             pooled_g = weight * ctx_g + (1 - weight) * pooled_g
@@ -263,7 +297,7 @@ def randomise_zero_init(model: Ada3D, seed: int = 0, std: float = 0.05) -> Ada3D
     """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for conv in (model.head, model.refine2):
+        for conv in model.zero_start:
             for p in (conv.weight, conv.bias):
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
     return model
@@ -288,6 +322,7 @@ def receptive_field_halo(config: Ada3DConfig) -> int:
         spatial_hidden=2,
         context_hidden=2,
         res_channels=2,
+        refine_hidden=2,
     )
     torch.manual_seed(0)
     model = randomise_zero_init(Ada3D(slim)).double().eval()

@@ -27,6 +27,10 @@ What happens (see model_export/data.py for the data side):
   RNG, counters, even mid-epoch) and gives the same weights as an
   uninterrupted run; without a checkpoint it starts afresh, so the same
   command can be repeated session after session.
+- ``--band-agnostic --random-bands 3,6`` (issue 18) trains one network for
+  any band count: each batch takes a random subset of the loaded bands; the
+  validation scores all of them and, beside, the B, G, R, NIR subset (the
+  shipped 4-band models' input) with its own bilinear and cubic references.
 - ``torchrun --nproc_per_node N -m model_export.train ...`` trains with
   DistributedDataParallel (gloo on CPU, nccl on CUDA); ``--batch-size`` is
   per process and only rank 0 writes files.
@@ -68,6 +72,7 @@ from model_export.data import (
     SceneSet,
     build_scenes,
     parse_int_list,
+    select_bands,
 )
 from model_export.model import Ada3D, Ada3DConfig
 from model_export.plotting import plot_training
@@ -99,6 +104,8 @@ SESSION_FIELDS = frozenset(
     }
 )
 LAST, BEST = "last.pt", "best.pt"
+#: Band subsets a band-agnostic run also validates on, by their band names.
+VALIDATION_SUBSETS = (("B", "G", "R", "NIR"),)
 
 
 @dataclass
@@ -460,6 +467,9 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         self.scenes = build_scenes(cfg.data, cfg.patch)
         self.model_cfg = cfg.model_config(len(self.scenes.band_names))
+        if cfg.data.random_bands and not self.model_cfg.band_agnostic:
+            raise ValueError("--random-bands needs a band-agnostic model (--band-agnostic)")
+        self.subsets = validation_subsets(self.scenes) if cfg.data.random_bands else {}
         torch.manual_seed(cfg.seed)
         self.model = Ada3D(self.model_cfg, grad_checkpoint=cfg.grad_checkpoint).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
@@ -478,7 +488,15 @@ class Trainer:
         if ctx.world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
-        self.dataset = PatchDataset(self.scenes.train, cfg.patch, cfg.epoch_samples, cfg.seed)
+        self.dataset = PatchDataset(
+            self.scenes.train,
+            cfg.patch,
+            cfg.epoch_samples,
+            cfg.seed,
+            random_bands=cfg.data.random_bands,
+            group=cfg.batch_size * ctx.world,
+            shuffled_share=cfg.data.shuffled_share,
+        )
         self.steps_per_epoch = cfg.epoch_samples // (cfg.batch_size * ctx.world)
         if self.steps_per_epoch < 1:
             raise ValueError("--epoch-samples is smaller than one batch on every process")
@@ -513,6 +531,16 @@ class Trainer:
                 (self.out / "baselines.json").write_text(json.dumps(state.baselines, indent=2))
         for name, m in state.baselines.items():
             self.say(f"reference {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
+        # Cheap (no network): recomputed every session rather than stored.
+        self.subset_baselines = {
+            label: baseline_metrics(scenes, self.ctx) for label, scenes in self.subsets.items()
+        }
+        for label, refs in self.subset_baselines.items():
+            for name, m in refs.items():
+                self.say(
+                    f"reference {name} [{label}]: "
+                    + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
+                )
         reason = "epochs"
         while state.epoch < cfg.epochs:
             if cfg.max_steps is not None and state.step >= cfg.max_steps:
@@ -632,6 +660,15 @@ class Trainer:
         val: dict[str, Any] = {}
         if scenes.val and (state.epoch % cfg.val_every == 0 or state.epoch == cfg.epochs):
             val = validate(self.model, scenes.val, self.device, self.ctx)
+            subsets = {
+                label: {
+                    **validate(self.model, sub, self.device, self.ctx),
+                    "baselines": self.subset_baselines.get(label, {}),
+                }
+                for label, sub in self.subsets.items()
+            }
+            if subsets:
+                val["subsets"] = subsets
             state.validation = {**val, "epoch": state.epoch}
         state.elapsed_s = self.elapsed_before + time.monotonic() - self.session_start
         is_best = bool(val) and val["ergas"] < state.best_ergas
@@ -643,6 +680,11 @@ class Trainer:
         msg = f"epoch {state.epoch}: step {state.step}, train loss {train_loss:.5f}"
         if val:
             msg += f", val SAM {val['sam']:.4f} ERGAS {val['ergas']:.4f} Q2n {val['q2n']:.4f}"
+            for label, sub in val.get("subsets", {}).items():
+                msg += (
+                    f"; [{label}] SAM {sub['sam']:.4f} ERGAS {sub['ergas']:.4f} "
+                    f"Q2n {sub['q2n']:.4f}"
+                )
         self.say(msg)
         self._save(LAST, BEST if is_best or not scenes.val else None)
         if not plot_training(self.out / "log.csv", self.out / "curve.png", state.baselines):
@@ -664,6 +706,17 @@ class Trainer:
         for name in names:
             if name:
                 _atomic_save(ckpt, self.out / name)
+
+
+def validation_subsets(scenes: SceneSet) -> dict[str, list[PreparedScene]]:
+    """The validation scenes restricted to each of :data:`VALIDATION_SUBSETS`
+    whose bands the data hold, by label ("B,G,R,NIR")."""
+    out = {}
+    for names in VALIDATION_SUBSETS:
+        if set(names) <= set(scenes.band_names) and len(names) < len(scenes.band_names):
+            idx = [scenes.band_names.index(n) for n in names]
+            out[",".join(names)] = [select_bands(s, idx) for s in scenes.val]
+    return out
 
 
 def _csv_row(state: RunState, train_loss: float, val: dict[str, Any], lr: float) -> dict[str, Any]:
@@ -731,13 +784,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--pan-gain", type=float, help="PAN MTF gain at Nyquist")
     d.add_argument("--resampling", help="GDAL resampling for offset MS grids (cubic)")
     d.add_argument(
+        "--random-bands",
+        type=parse_int_list,
+        metavar="MIN,MAX",
+        help="each batch takes a random subset of MIN to MAX of the bands "
+        "(band-agnostic models; issue 18)",
+    )
+    d.add_argument(
+        "--shuffled-share",
+        type=float,
+        help="share of the random subsets given in shuffled band order (0.5)",
+    )
+    d.add_argument(
         "--val-max-size",
         type=int,
         help="validation scenes are cut to their central N x N MS pixels (1024)",
     )
     m = p.add_argument_group("model (Ada3DConfig overrides; default: paper configuration)")
+    m.add_argument(
+        "--band-agnostic",
+        dest="model.band_agnostic",
+        action="store_true",
+        help="layers shared over the bands: one network for any band count",
+    )
     for f in fields(Ada3DConfig):
-        if f.name not in _DATA_MODEL_FIELDS:
+        if f.name not in _DATA_MODEL_FIELDS and not isinstance(f.default, bool):
             m.add_argument(
                 f"--{f.name.replace('_', '-')}",
                 dest=f"model.{f.name}",
