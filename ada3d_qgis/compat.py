@@ -13,6 +13,7 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
+    QgsProperty,
 )
 
 
@@ -48,3 +49,5 @@ PARAMETER_FLAG_ADVANCED = _pick(
     QgsProcessingParameterDefinition,
     "Flag.FlagAdvanced",
 )
+#: A property holding a fixed value (Qgis enum since 3.36).
+PROPERTY_STATIC = _pick(Qgis, "PropertyType.Static", QgsProperty, "Type.StaticProperty")

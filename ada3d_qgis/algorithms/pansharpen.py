@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
@@ -31,7 +32,12 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from ..compat import FILE_BEHAVIOR_FILE, NUMBER_INTEGER, PARAMETER_FLAG_ADVANCED
+from ..compat import (
+    FILE_BEHAVIOR_FILE,
+    NUMBER_INTEGER,
+    PARAMETER_FLAG_ADVANCED,
+    PROPERTY_STATIC,
+)
 from ..engine import Ada3DError, Cancelled
 from ..engine.raster_io import band_numbers, parse_options, quiet_gdal
 from ..engine.session import DEVICES
@@ -252,7 +258,8 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
     def checkParameterValues(self, parameters, context):
         """Refuse before the dialog starts a run what can be known without one:
         the same layer twice, no overlap, no model for the bands and ratio, a
-        missing onnxruntime (the engine's preflight; no pixel is read)."""
+        missing onnxruntime, an output file that cannot take the result (the
+        engine's preflight; no pixel is read)."""
         with quiet_gdal():  # see _raster_path
             ok, message = super().checkParameterValues(parameters, context)
         if not ok:
@@ -270,10 +277,23 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
         from ..engine.pipeline import preflight
 
         try:
-            preflight(self._options(parameters, context))
+            opts = replace(self._options(parameters, context),
+                           output=self._named_output(parameters))
+            preflight(opts, output=bool(opts.output))
         except (Ada3DError, QgsProcessingException) as exc:
             return False, str(exc)
         return True, ""
+
+    def _named_output(self, parameters) -> str:
+        """The output file the user named, or "" for a temporary output (its name
+        is made, and registered for loading, only when the run starts)."""
+        value = parameters.get(self.OUTPUT)
+        sink = getattr(value, "sink", None)
+        if sink is not None:
+            static = sink.propertyType() == PROPERTY_STATIC
+            value = sink.staticValue() if static else ""
+        text = str(value or "")
+        return "" if text in ("", QgsProcessing.TEMPORARY_OUTPUT) else text
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:
         self._opts = self._options(parameters, context)

@@ -32,12 +32,14 @@ from .raster_io import (
     InputPair,
     OutputWriter,
     align_pair,
+    check_output,
     check_output_folder,
     choose_nodata,
     driver_for_path,
     gdal_cache_limit,
     gdal_type_named,
     open_pair,
+    output_data_type,
     prepare_output,
     quiet_gdal,
     row_sweep_bytes,
@@ -350,14 +352,25 @@ class Preflight:
     choice: ModelChoice
 
 
-def preflight(opts: RunOptions) -> Preflight:
+def preflight(opts: RunOptions, output: bool = False) -> Preflight:
     """Open and check both inputs, choose the model and check that the rasters
-    overlap; raises Ada3DError with the sentence for the user. Cheap (no pixel
-    is read), so the algorithm dialog calls it before it starts a run."""
+    overlap, and with ``output`` that ``opts.output`` can take the result (see
+    raster_io.check_output); raises Ada3DError with the sentence for the user.
+    Cheap (no pixel is read), so the algorithm dialog calls it before it starts
+    a run."""
     with quiet_gdal():
         pair = open_pair(opts.pan, opts.ms, opts.pan_band, opts.ms_bands)
         choice = choose_model(len(pair.ms_bands), pair.ratio, opts.model, pair.descriptions)
         pair.check_overlap(choice.metadata.ratio)
+        if output:
+            check_output(
+                opts.output,
+                opts.driver,
+                {"panchromatic": pair.pan_ds, "multispectral": pair.ms_ds},
+                len(pair.ms_bands),
+                output_data_type(choice.metadata.output_dtype, pair.ms_type),
+                opts.creation_options,
+            )
     return Preflight(pair, choice)
 
 

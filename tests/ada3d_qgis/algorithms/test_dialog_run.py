@@ -141,3 +141,21 @@ def test_a_batch_dialog_run_loads_every_result(ada3d_provider, project_layers, t
     assert sources == [str(tmp_path / "row1.tif"), str(tmp_path / "row2.tif")]
     for layer in _fused_layers():
         _check_true_colour(layer)
+
+
+def test_an_output_that_cannot_take_the_result_is_refused_before_the_run(
+    ada3d_provider, project_layers, sample_pan, tmp_path
+):
+    pan, ms = project_layers
+    jpg = tmp_path / "fused.jpg"
+    ok, results, _, _ = run_like_the_dialog(
+        ALG, {"PANCHROMATIC": pan.id(), "SPECTRAL": ms.id(), "OUTPUT": destination(str(jpg))},
+    )
+    assert not ok and "JPEG" in results["message"] and "GeoTIFF" in results["message"]
+    before = sample_pan.read_bytes()
+    ok, results, _, _ = run_like_the_dialog(
+        ALG, {"PANCHROMATIC": pan.id(), "SPECTRAL": ms.id(),
+              "OUTPUT": destination(str(sample_pan))},
+    )
+    assert not ok and "is the panchromatic input" in results["message"]
+    assert sample_pan.read_bytes() == before and not jpg.exists() and not _fused_layers()
