@@ -50,6 +50,7 @@ from collections.abc import Iterable, Iterator
 import torch
 import torch.nn.functional as fn
 from torch import Tensor
+from torch._higher_order_ops.scan import scan
 
 #: Number of taps of a 3x3x3 kernel.
 TAPS = 27
@@ -60,8 +61,14 @@ KERNEL_GAIN = 0.471381
 KERNEL_EPS = 1e-10
 
 #: Formulations of the three-tap sum (see ``adaptive_conv3d``).
-FORMULATIONS = ("gather_mul", "tap_gather", "mul_einsum", "einsum", "taps")
+FORMULATIONS = ("strips", "gather_mul", "tap_gather", "mul_einsum", "einsum", "taps")
+#: What PyTorch trains with: autograd through a scan would be slow.
 DEFAULT_FORMULATION = "tap_gather"
+#: What the plugin's graphs are exported with (fastest on a CPU; docs/formulations.md).
+EXPORT_FORMULATION = "strips"
+#: Output rows per strip of the "strips" formulation: a strip of a 256 px
+#: wide tile then keeps its temporaries near the L2 cache.
+STRIP_ROWS = 8
 
 
 def tap_normalise(v: Tensor, dim: int) -> Tensor:
@@ -98,6 +105,16 @@ class SpatialKernel:
         self.weight = w - w.mean(dim=1, keepdim=True)
         self.bias = b - b.mean(dim=1, keepdim=True)
         self.channels = channels
+        self._scale: Tensor | None = None
+
+    @property
+    def scale(self) -> Tensor:
+        """Gain over the standard deviation over the taps: (B, C, 1, H, W)."""
+        if self._scale is None:
+            self._scale = self._variance_scale()
+        return self._scale
+
+    def _variance_scale(self) -> Tensor:
         # Pass 1 takes the taps in runs of three consecutive ones, pass 2 by
         # spatial offset: different weights, so that onnxruntime's
         # common-subexpression elimination cannot merge the two passes back
@@ -106,7 +123,7 @@ class SpatialKernel:
             (v * v).sum(dim=2) for v in (self._centred(slice(3 * k, 3 * k + 3)) for k in range(9))
         )
         std = torch.sqrt(sumsq / (TAPS - 1))
-        self.scale = (KERNEL_GAIN / (std + KERNEL_EPS)).unsqueeze(2)  # (B, C, 1, H, W)
+        return (KERNEL_GAIN / (std + KERNEL_EPS)).unsqueeze(2)
 
     def _centred(self, taps: slice) -> Tensor:
         """Centred kernel for three taps: (B, C, 3, H, W)."""
@@ -139,6 +156,8 @@ def adaptive_conv3d(
     ``formulation`` picks how a group's three taps are combined; all give the
     same result (tests check them against the explicit 27-tap kernel).
     """
+    if formulation == "strips":
+        return adaptive_conv3d_strips(f, kspe, kspa)
     _, _, bands, height, width = f.shape
     fpad = fn.pad(f, (1, 1, 1, 1, 1, 1))
     if formulation == "taps":
@@ -150,6 +169,92 @@ def adaptive_conv3d(
         for j in range(3)
         for m in range(3)
     )
+
+
+def adaptive_conv3d_strips(
+    f: Tensor, kspe: Tensor, kspa: SpatialKernel, rows: int = STRIP_ROWS
+) -> Tensor:
+    """The "strips" formulation: the layer evaluated ``rows`` output rows at a
+    time by one scan (an ONNX Scan), each strip reading a one-row halo.
+
+    A strip's temporaries fit the CPU's cache, where a whole tile's stream
+    through main memory at every op; the spatial kernel is computed once per
+    strip (one convolution, 27 C channels), and its normalisation is applied
+    to the strip's result, C L values per pixel, instead of to the 27 C
+    kernel values. Rows past the bottom are zero, as the padding is.
+    """
+    batch, _, _, height, _ = f.shape
+    count = (height + rows - 1) // rows
+    extra = count * rows - height
+    fpad = fn.pad(f, (1, 1, 1, 1 + extra, 1, 1))
+    hpad = fn.pad(kspa.hidden, (1, 1, 1, 1 + extra))
+    # Row r of strip k is padded row k * rows + r: one Gather builds the strips.
+    index = (
+        torch.arange(count, device=f.device)[:, None] * rows
+        + torch.arange(rows + 2, device=f.device)[None, :]
+    ).reshape(-1)
+    # The scan runs over (tile, strip) pairs, tile-major, each with a batch
+    # of one: a batch axis inside the scan body fails torch's export.
+    f_strips = _strips_first(torch.index_select(fpad, 3, index), 3, count)
+    h_strips = _strips_first(torch.index_select(hpad, 2, index), 2, count)
+    weight, bias = strip_kernel_weights(kspa)
+    bands = f.shape[2]
+    # Band l's spectral neighbours l, l+1, l+2 in the padded band axis.
+    neighbours = torch.arange(bands, device=f.device)[:, None] + torch.arange(3, device=f.device)
+    neighbours = neighbours.reshape(-1)
+    # (B K, 9, 1, C, L, 1, 3): per spatial offset, the three spectral taps.
+    spe = kspe.unflatten(3, (3, 9)).permute(0, 4, 1, 2, 3).unsqueeze(4).unsqueeze(2)
+    spe = spe.unsqueeze(1).expand(-1, count, -1, -1, -1, -1, -1, -1).flatten(0, 1)
+
+    def step(carry: Tensor, strip: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        # The carry is unused; scan wants one, and a copy, not the same tensor.
+        return carry.clone(), _strip(strip[0], strip[1], weight, bias, strip[2], neighbours)
+
+    _, out = scan(step, f.new_zeros(1), (f_strips, h_strips, spe))  # (B K, 1, C, L, rows, W)
+    out = out.unflatten(0, (batch, count)).squeeze(2).permute(0, 2, 3, 1, 4, 5)
+    return out.flatten(3, 4)[:, :, :, :height]
+
+
+def _strips_first(x: Tensor, axis: int, count: int) -> Tensor:
+    """(B, ..., K (R+2), W') gathered rows at ``axis`` -> (B K, 1, ..., R+2, W')."""
+    x = x.unflatten(axis, (count, -1)).movedim(axis, 1)
+    return x.flatten(0, 1).unsqueeze(1)
+
+
+def strip_kernel_weights(kspa: SpatialKernel) -> tuple[Tensor, Tensor]:
+    """The centred kernel convolution with its output channels reordered to
+    (spatial offset s, channel c, spectral tap i), so that a strip takes each
+    offset's kernels as one contiguous block."""
+    channels = kspa.channels
+    w = kspa.weight.unflatten(1, (3, 9)).permute(2, 0, 1, 3, 4, 5)  # (9, C, 3, h_a, 3, 3)
+    b = kspa.bias.unflatten(1, (3, 9)).permute(2, 0, 1)  # (9, C, 3)
+    return w.reshape(9 * channels * 3, *w.shape[3:]), b.reshape(-1)
+
+
+def _strip(
+    f: Tensor, hidden: Tensor, weight: Tensor, bias: Tensor, spe: Tensor, neighbours: Tensor
+) -> Tensor:
+    """One strip: ``f`` (B, C, L+2, R+2, W+2) and ``hidden`` (B, h_a, R+2, W+2),
+    halos included, and ``spe`` (9, B, C, L, 1, 3) give the layer's (B, C, L,
+    R, W) without its bias."""
+    _, channels, padded_bands, height, width = f.shape
+    bands, height, width = padded_bands - 2, height - 2, width - 2
+    kernel = fn.conv2d(hidden, weight, bias).unflatten(1, (9, channels, 3))
+    sumsq = (kernel * kernel).sum(dim=(1, 3))  # (B, C, R, W)
+    scale = KERNEL_GAIN / (torch.sqrt(sumsq / (TAPS - 1)) + KERNEL_EPS)
+    # (B, C, L, 3, R+2, W+2): band l's neighbours, by an index built once outside.
+    nb = torch.index_select(f, 2, neighbours).unflatten(2, (bands, 3))
+
+    def terms() -> Iterator[Tensor]:
+        for s in range(9):
+            j, m = divmod(s, 3)
+            # (B, C, L, 3, R W): the offset's window times its spatial kernels ...
+            x = (nb[..., j : j + height, m : m + width] * kernel[:, s].unsqueeze(2)).flatten(4)
+            # ... summed over the spectral taps with their spectral weights.
+            yield torch.matmul(spe[s], x)  # (B, C, L, 1, R W)
+
+    out = accumulate(terms()).unflatten(4, (height, width)).squeeze(3)
+    return out * scale.unsqueeze(2)
 
 
 def _group_term(

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from ada3d_qgis.core.metadata import ModelMetadata
 from ada3d_qgis.core.normalise import METHOD as NORMALISATION_METHOD
 from ada3d_qgis.engine.session import TILE_BUDGET_MIB
-from model_export.adaptive_conv import DEFAULT_FORMULATION, FORMULATIONS
+from model_export.adaptive_conv import EXPORT_FORMULATION, FORMULATIONS
 from model_export.checkpoints import load_checkpoint_dict
 from model_export.graph_passes import merge_chained_slices
 from model_export.model import Ada3D, Ada3DConfig, AdaptiveConv3d, receptive_field_halo
@@ -103,6 +103,9 @@ def export_onnx(model: Ada3D, out_path: str | Path, dynamo: bool = True) -> None
     """Write ``model`` as ONNX (single file, dynamic batch/height/width)."""
     cfg = model.config
     wrapper = _ContextModel(model).eval()
+    # torch's export of a scan (the "strips" formulation) fails on parameters
+    # that require gradients, and an exported graph needs none.
+    wrapper.requires_grad_(False)
     args = example_inputs(cfg, 8, batch=2)
     if dynamo:
         batch = torch.export.Dim("batch", min=1)
@@ -333,7 +336,7 @@ def export_checkpoint(
     description: str = "",
     check: bool = True,
     dynamo: bool = True,
-    formulation: str = DEFAULT_FORMULATION,
+    formulation: str = EXPORT_FORMULATION,
 ) -> ModelMetadata:
     """Export ``checkpoint_path`` to ``out_path`` with metadata, checked.
 
@@ -385,9 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--formulation",
         choices=FORMULATIONS,
-        default=DEFAULT_FORMULATION,
-        help="how the adaptive convolution is written (same values): tap_gather needs the "
-        "least memory (CPU); gather_mul moves fewer bytes in fewer kernels (see docs/gpu.md)",
+        default=EXPORT_FORMULATION,
+        help="how the adaptive convolution is written (same values): strips is the fastest "
+        "on a CPU (docs/formulations.md); gather_mul moves fewer bytes in fewer kernels "
+        "(see docs/gpu.md)",
     )
     parser.add_argument(
         "--fp16",
