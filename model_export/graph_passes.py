@@ -6,6 +6,8 @@ intermediate copy that only the second reads. In the adaptive convolution
 that is the shifted window of the padded feature, nine times per layer: a
 copy as large as the feature's padded band stack, and at the peak of a tile's
 memory. One Slice over both axes gives the same tensor with a single copy.
+The "strips" formulation shifts its windows inside a Scan's body: the pass
+walks subgraphs too.
 """
 
 from __future__ import annotations
@@ -20,20 +22,42 @@ def merge_chained_slices(model: onnx.ModelProto) -> int:
     those readers, repeatedly (a chain of three becomes one); returns the
     number of Slices removed.
 
-    Only Slices with explicit axes and steps given as initialisers are merged
-    (so that the axes are known to be disjoint); their starts and ends may be
-    computed at run time: they are joined with Concat.
+    Only Slices with explicit axes and steps given as initialisers (of the
+    graph or of an enclosing one) are merged (so that the axes are known to
+    be disjoint); their starts and ends may be computed at run time: they are
+    joined with Concat.
     """
     total = 0
-    while removed := _merge_once(model):
-        total += removed
+    for graph, inits in _graphs(model.graph, {}):
+        while removed := _merge_once(graph, inits):
+            total += removed
     return total
 
 
-def _merge_once(model: onnx.ModelProto) -> int:
+def _graphs(graph: onnx.GraphProto, outer: dict[str, onnx.TensorProto]):
+    """``graph`` and every subgraph in it, each with the initialisers it sees."""
+    inits = {**outer, **{t.name: t for t in graph.initializer}}
+    yield graph, inits
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attr.g, inits)
+
+
+def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
+    """Names a node's subgraphs read from the enclosing scope (or produce)."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            for inner in attr.g.node:
+                names.update(inner.input)
+                names |= _subgraph_reads(inner)
+    return names
+
+
+def _merge_once(graph: onnx.GraphProto, inits: dict[str, onnx.TensorProto]) -> int:
     """One pass of ``merge_chained_slices`` over pairs that do not overlap."""
-    graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
+    inits = {**inits, **{t.name: t for t in graph.initializer}}
     graph_outputs = {out.name for out in graph.output}
 
     def constant(name: str) -> np.ndarray | None:
@@ -45,7 +69,8 @@ def _merge_once(model: onnx.ModelProto) -> int:
 
     readers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
-        for name in node.input:
+        # A value a subgraph reads counts as read by the node that holds it.
+        for name in {*node.input, *_subgraph_reads(node)}:
             readers.setdefault(name, []).append(node)
 
     def merges_into(first: onnx.NodeProto, node: onnx.NodeProto) -> bool:
@@ -70,7 +95,7 @@ def _merge_once(model: onnx.ModelProto) -> int:
         ):
             continue
         for node in seconds:
-            base = f"{node.name}_merged"
+            base = f"{graph.name}_{node.name}_merged"
             axes = numpy_helper.from_array(
                 np.concatenate([constant(first.input[3]), constant(node.input[3])])
                 .astype(np.int64), f"{base}_axes")

@@ -84,3 +84,45 @@ def test_a_chain_of_three_slices_becomes_one():
     onnx.checker.check_model(model)
     assert [n.op_type for n in model.graph.node].count("Slice") == 1
     np.testing.assert_array_equal(_run(model, x)[0], x[:, 1:3, 2:8, 0:7])
+
+
+def _scan_model(inner: onnx.ModelProto) -> onnx.ModelProto:
+    """``inner``'s graph as the body of a Scan over a leading axis of x
+    (its constants stay in the outer graph, as torch's exporter puts them)."""
+    body = inner.graph
+    x_in = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 9, 10])
+    carry = helper.make_tensor_value_info("carry", TensorProto.FLOAT, [1])
+    carry_out = helper.make_tensor_value_info("carry_out", TensorProto.FLOAT, [1])
+    nodes = [helper.make_node("Identity", ["carry"], ["carry_out"]), *body.node]
+    scan_body = helper.make_graph(nodes, "body", [carry, x_in], [carry_out, *body.output])
+    outer_outputs = [helper.make_tensor_value_info(f"s_{o.name}", TensorProto.FLOAT, list("nabcd"))
+                     for o in body.output]
+    scan = helper.make_node(
+        "Scan", ["init", "xs"], ["final", *(o.name for o in outer_outputs)],
+        body=scan_body, num_scan_inputs=1)
+    graph = helper.make_graph(
+        [scan], "outer",
+        [helper.make_tensor_value_info("init", TensorProto.FLOAT, [1]),
+         helper.make_tensor_value_info("xs", TensorProto.FLOAT, [4, 2, 3, 9, 10])],
+        [helper.make_tensor_value_info("final", TensorProto.FLOAT, [1]), *outer_outputs],
+        list(body.initializer))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_slices_inside_a_scan_body_are_merged_too():
+    model = _scan_model(_graph([(0, 4), (2, 10)]))
+    xs = np.random.default_rng(1).standard_normal((4, 2, 3, 9, 10)).astype(np.float32)
+    feeds = {"init": np.zeros(1, np.float32), "xs": xs}
+
+    def run(m):
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(None, feeds)
+
+    before = run(model)
+    assert merge_chained_slices(model) == 1
+    body = model.graph.node[0].attribute[0].g
+    assert [n.op_type for n in body.node].count("Slice") == 2
+    onnx.checker.check_model(model, full_check=True)
+    for a, b in zip(before, run(model), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(before[1], xs[:, :, :, 1:8, 0:4])
