@@ -23,6 +23,9 @@ PAN is what the network sees (training draws random band subsets and orders).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as fn
 from torch import Tensor, nn
@@ -78,3 +81,28 @@ class SpectralRefine(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         h = fn.leaky_relu(self.conv1(z.unsqueeze(1)), NEGATIVE_SLOPE)
         return self.conv2(h).squeeze(1)
+
+
+# --------------------------------------------------------------------------- export
+
+#: Fewest bands the exported graph's dimension allows (torch.export
+#: specialises sizes 0 and 1); the metadata narrows it to what was trained.
+GRAPH_MIN_BANDS = 2
+
+
+def trained_band_range(ckpt: Mapping[str, Any], bands: int) -> tuple[int, int]:
+    """The band counts a band-agnostic checkpoint was trained on
+    (``--random-bands``), or ``(bands, bands)`` when it does not say."""
+    data = ((ckpt.get("training") or {}).get("train_config") or {}).get("data") or {}
+    drawn = data.get("random_bands")
+    return (int(drawn[0]), int(drawn[1])) if drawn else (bands, bands)
+
+
+def add_band_dims(dynamic_shapes: dict[str, dict[int, Any]], cfg: Any) -> None:
+    """Make the band count of ``ms`` and the context length (2N (C L + D),
+    which grows with it) dynamic in torch.export's ``dynamic_shapes``."""
+    bands = torch.export.Dim("bands", min=GRAPH_MIN_BANDS)
+    per_band = 2 * cfg.layers * cfg.channels
+    dynamic_shapes["ms"][1] = bands
+    dynamic_shapes["context"][1] = per_band * bands + 2 * cfg.layers * cfg.spatial_channels
+

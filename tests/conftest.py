@@ -60,6 +60,14 @@ def tiny_model(model_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def agnostic_model(model_dir) -> Path:
+    """Tiny band-agnostic Ada3D (3 to 6 bands, random weights; dynamo export)."""
+    from tiny_models import export_agnostic
+
+    return export_agnostic(model_dir)
+
+
+@pytest.fixture(scope="session")
 def random_model(model_dir) -> Path:
     """Random head weights: a generic network whose output depends on the context."""
     from tiny_models import export_tiny

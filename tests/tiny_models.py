@@ -67,6 +67,44 @@ def export_tiny(folder: Path, name: str, randomise: bool, **overrides) -> Path:
     return out
 
 
+#: The band-agnostic tiny model's trained bands and the counts it declares.
+ANY_BAND_NAMES = ["B", "G", "R", "NIR", "SWIR1", "SWIR2"]
+ANY_BAND_RANGE = (3, 6)
+
+
+def export_agnostic(folder: Path, name: str = "tiny_any") -> Path:
+    """Export (once) a tiny band-agnostic model (issue 18) with random weights
+    in its zero-initialised layers, through the dynamo exporter with its
+    parity check at 3 and 6 bands (the TorchScript exporter cannot make the
+    band count dynamic)."""
+    out = folder / f"{name}.onnx"
+    if out.exists():
+        return out
+    torch = pytest.importorskip("torch")
+    model_mod = pytest.importorskip("model_export.model")
+    export_mod = pytest.importorskip("model_export.export")
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = model_mod.Ada3DConfig(**{**TINY, "bands": 6, "band_agnostic": True, "refine_hidden": 2})
+    torch.manual_seed(0)
+    model = model_mod.randomise_zero_init(model_mod.Ada3D(cfg), seed=1, std=0.1)
+    ckpt = folder / f"{name}.pt"
+    data = {"random_bands": list(ANY_BAND_RANGE)}
+    torch.save(
+        {
+            "config": asdict(cfg),
+            "model": model.state_dict(),
+            "band_names": ANY_BAND_NAMES,
+            "training": {"data": "none (test fixture)", "train_config": {"data": data}},
+            "validation": {},
+        },
+        ckpt,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_mod.export_checkpoint(ckpt, out, name=name)
+    return out
+
+
 def crop(src: Path, dst: Path, x: int, y: int, width: int, height: int, **translate) -> Path:
     """A window of a real raster, keeping its georeferencing (pixel-exact)."""
     ds = gdal.Translate(str(dst), str(src), srcWin=[x, y, width, height], **translate)

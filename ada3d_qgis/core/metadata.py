@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 #: Bumped whenever a key changes meaning; readers reject newer versions.
@@ -60,6 +60,13 @@ class ModelMetadata:
     #: Data type of the fused output when it must differ from the MS type
     #: (empty: the MS data type).
     output_dtype: str = ""
+    #: Band-agnostic models (issue 18): the band counts the graph takes, from
+    #: ``min_bands`` to ``max_bands``; 0 (and files without the keys): exactly
+    #: ``bands``, which is then the count the model was trained with.
+    min_bands: int = 0
+    max_bands: int = 0
+    #: How much ``context_size`` grows per band of a band-agnostic model.
+    context_per_band: int = 0
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -70,6 +77,46 @@ class ModelMetadata:
             )
         if self.ratio < 2:
             raise MetadataError(f"ratio must be at least 2, got {self.ratio}")
+        low, high = self.band_range
+        if not 1 <= low <= self.bands <= high:
+            raise MetadataError(
+                f"the band range {low} to {high} does not hold its {self.bands} bands"
+            )
+
+    @property
+    def band_range(self) -> tuple[int, int]:
+        """Smallest and largest band count the model takes."""
+        return self.min_bands or self.bands, self.max_bands or self.bands
+
+    @property
+    def band_agnostic(self) -> bool:
+        """Whether the model takes more than one band count."""
+        low, high = self.band_range
+        return low < high
+
+    def takes(self, bands: int) -> bool:
+        """Whether the model runs on ``bands`` MS bands."""
+        low, high = self.band_range
+        return low <= bands <= high
+
+    def context_size_for(self, bands: int) -> int:
+        """Length of the pooled-context vector when the input has ``bands`` bands."""
+        return self.context_size + (bands - self.bands) * self.context_per_band
+
+    def for_bands(self, bands: int) -> ModelMetadata:
+        """The metadata of this model run on ``bands`` bands: a band-agnostic
+        model knows nothing of their names (any bands, any order)."""
+        if not self.band_agnostic:
+            return self
+        if not self.takes(bands):
+            low, high = self.band_range
+            raise MetadataError(f"it takes {low} to {high} bands, not {bands}")
+        return replace(
+            self,
+            bands=bands,
+            band_names=[f"band{i + 1}" for i in range(bands)],
+            context_size=self.context_size_for(bands),
+        )
 
     def to_props(self) -> dict[str, str]:
         """Return the key/value pairs for ONNX ``metadata_props``."""

@@ -1,8 +1,11 @@
 """Which model runs: the user's .onnx file, or the shipped one that fits.
 
-A model fits an input when it takes exactly the selected number of MS bands and
-its ratio matches the PAN/MS pixel-size ratio (:func:`.raster_io.ratio_fits`).
-Every choice comes with a sentence saying why, for the log.
+A model fits an input when it takes the selected number of MS bands (exactly,
+or within the range of a band-agnostic model, issue 18) and its ratio matches
+the PAN/MS pixel-size ratio (:func:`.raster_io.ratio_fits`). A model made for
+exactly that band count is preferred to a band-agnostic one unless the latter's
+validation shows it at least as good on those bands. Every choice comes with a
+sentence saying why, for the log.
 """
 
 from __future__ import annotations
@@ -28,12 +31,24 @@ class ModelChoice:
 
 
 def _describe(meta: ModelMetadata) -> str:
+    if meta.band_agnostic:
+        low, high = meta.band_range
+        return (
+            f"any {low} to {high} bands (band-agnostic, trained on "
+            f"{', '.join(meta.band_names)}) at ratio {meta.ratio}"
+        )
     return f"{meta.bands} bands ({', '.join(meta.band_names)}) at ratio {meta.ratio}"
 
 
 def check_fit(path: Path, meta: ModelMetadata, bands: int, measured_ratio: float) -> None:
     """Raise a sentence when ``meta`` cannot run on the input."""
-    if meta.bands != bands:
+    if meta.band_agnostic and not meta.takes(bands):
+        low, high = meta.band_range
+        raise Ada3DError(
+            f"The model {path.name} takes {low} to {high} multispectral bands, but "
+            f"{bands} are selected; select {low} to {high} bands."
+        )
+    if not meta.band_agnostic and meta.bands != bands:
         raise Ada3DError(
             f"The model {path.name} takes {meta.bands} multispectral bands "
             f"({', '.join(meta.band_names)}), but {bands} are selected; select "
@@ -46,8 +61,10 @@ def check_fit(path: Path, meta: ModelMetadata, bands: int, measured_ratio: float
         )
 
 
-def shipped_models(folder: Path = SHIPPED_DIR) -> list[tuple[Path, ModelMetadata]]:
-    """Every readable Ada3D model in ``folder`` (unreadable files are skipped)."""
+def shipped_models(folder: Path | None = None) -> list[tuple[Path, ModelMetadata]]:
+    """Every readable Ada3D model in ``folder`` (default: the shipped ones;
+    unreadable files are skipped)."""
+    folder = SHIPPED_DIR if folder is None else folder
     # Without onnxruntime no file is readable: say that, not "no model installed".
     import_onnxruntime()
     found = []
@@ -121,14 +138,18 @@ def choose_model(
     measured_ratio: float,
     explicit: str | Path | None = None,
     descriptions: Sequence[str] = (),
-    folder: Path = SHIPPED_DIR,
+    folder: Path | None = None,
 ) -> ModelChoice:
-    """The model to run on ``bands`` MS bands at ``measured_ratio``, and why."""
+    """The model to run on ``bands`` MS bands at ``measured_ratio``, and why
+    (``folder``: where the installed models are, default the shipped ones)."""
+    # Read when called, not when defined, so that tests can point it elsewhere.
+    folder = SHIPPED_DIR if folder is None else folder
     if explicit:
         path = Path(explicit)
         meta = read_metadata(path)
         check_fit(path, meta, bands, measured_ratio)
-        return ModelChoice(path, meta, f"the model file given ({_describe(meta)})")
+        why = f"the model file given ({_describe(meta)}{_run_on(meta, bands)})"
+        return ModelChoice(path, meta.for_bands(bands), why)
     candidates = shipped_models(folder)
     if not candidates:
         raise Ada3DError(
@@ -136,7 +157,7 @@ def choose_model(
             "python -m model_export.export."
         )
     fitting = [
-        (p, m) for p, m in candidates if m.bands == bands and ratio_fits(measured_ratio, m.ratio)
+        (p, m) for p, m in candidates if m.takes(bands) and ratio_fits(measured_ratio, m.ratio)
     ]
     if not fitting:
         offered = "; ".join(f"{p.name}: {_describe(m)}" for p, m in candidates)
@@ -145,13 +166,52 @@ def choose_model(
             f"{measured_ratio:.3g} (installed: {offered}). Select other bands, resample the "
             "inputs, or give a model file (MODEL)."
         )
-    # Prefer the model whose band names match the MS band descriptions, then by name.
-    fitting.sort(key=lambda pm: (-_name_matches(pm[1], descriptions), pm[0].name))
-    path, meta = fitting[0]
-    why = f"the shipped model for {_describe(meta)}, which fits the input"
-    if len(fitting) > 1:
-        why += (
-            f" ({len(fitting)} fit; this one's band names match the input best, "
-            "then by file name)"
+    fixed = [(p, m) for p, m in fitting if not m.band_agnostic]
+    agnostic = sorted((pm for pm in fitting if pm[1].band_agnostic), key=lambda pm: pm[0].name)
+    if fixed:
+        # Prefer the model whose band names match the MS band descriptions, then by name.
+        fixed.sort(key=lambda pm: (-_name_matches(pm[1], descriptions), pm[0].name))
+        path, meta = fixed[0]
+        better = next((pm for pm in agnostic if _at_least_as_good(pm[1], meta)), None)
+        if better is None:
+            why = f"the shipped model for {_describe(meta)}, which fits the input"
+            if len(fixed) > 1:
+                why += (
+                    f" ({len(fixed)} fit; this one's band names match the input best, "
+                    "then by file name)"
+                )
+            if agnostic:
+                why += (
+                    f"; preferred to the band-agnostic {agnostic[0][0].name}, whose "
+                    f"validation on {', '.join(meta.band_names)} is not as good"
+                )
+            return ModelChoice(path, meta, why)
+        why = (
+            f"the shipped band-agnostic model for {_describe(better[1])}"
+            f"{_run_on(better[1], bands)}; preferred to {path.name}, as its validation "
+            f"ERGAS on {', '.join(meta.band_names)} is at least as good"
         )
-    return ModelChoice(path, meta, why)
+        return ModelChoice(better[0], better[1].for_bands(bands), why)
+    path, meta = agnostic[0]
+    why = (
+        f"the shipped band-agnostic model for {_describe(meta)}{_run_on(meta, bands)}, "
+        f"as no model is made for exactly {bands} bands"
+    )
+    return ModelChoice(path, meta.for_bands(bands), why)
+
+
+def _run_on(meta: ModelMetadata, bands: int) -> str:
+    """", run on the 5 selected bands" for a band-agnostic model, else nothing."""
+    return f", run on the {bands} selected bands" if meta.band_agnostic else ""
+
+
+def _at_least_as_good(agnostic: ModelMetadata, fixed: ModelMetadata) -> bool:
+    """Whether the band-agnostic model's validation on the fixed model's bands
+    (``validation["subsets"]["B,G,R,NIR"]``) has an ERGAS no higher than the
+    fixed model's own; unknown counts as not."""
+    if agnostic.ratio != fixed.ratio:
+        return False
+    subset = (agnostic.validation.get("subsets") or {}).get(",".join(fixed.band_names)) or {}
+    mine, theirs = subset.get("ergas"), fixed.validation.get("ergas")
+    numbers = (int, float)
+    return isinstance(mine, numbers) and isinstance(theirs, numbers) and mine <= theirs

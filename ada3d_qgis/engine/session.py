@@ -476,7 +476,8 @@ class ModelSession:
             (fused,) = self._run([OUTPUTS[0]], feeds)[:1]
             self.check_outputs(ms.shape, pan.shape, fused, None)
             return fused, None
-        k = self.metadata.context_size
+        # A band-agnostic model's context grows with the band count (issue 18).
+        k = self.metadata.context_size_for(ms.shape[1])
         ctx = np.zeros(k, np.float32) if context is None else context.astype(np.float32)
         feeds["context"] = np.broadcast_to(ctx.reshape(1, k), (n, k)).copy()
         feeds["context_weight"] = np.full((n, 1), weight, np.float32)
@@ -492,7 +493,8 @@ class ModelSession:
         expected = (n, bands, *pan_shape[-2:])
         problem = _shape_problem(fused, expected, "fused")
         if not problem and own is not None:
-            problem = _shape_problem(own, (n, self.metadata.context_size), "context_out")
+            k = self.metadata.context_size_for(bands)
+            problem = _shape_problem(own, (n, k), "context_out")
         if problem:
             raise Ada3DError(
                 f"The model {self.path.name} does not work as its Ada3D metadata say (ratio "
