@@ -118,13 +118,19 @@ def limits(runs: list[dict], echo) -> None:
     one, more = runs[0], runs[-1]
     gain = one["wall"] / more["wall"]
     here = (
-        f"With {more['workers']} workers on this machine the speed-up is {gain:.2f}: one "
+        f"with {more['workers']} workers on this machine the speed-up is {gain:.2f}: one "
         "onnxruntime session already spreads a tile over every core, so further workers on "
         "the same machine only compete for them; run one worker per machine (more only where "
         "cores would otherwise idle, e.g. beside a GPU)."
         if gain < 1.1 else
-        f"With {more['workers']} workers on this machine the speed-up is {gain:.2f}."
+        f"with {more['workers']} workers on this machine the speed-up is {gain:.2f}."
     )
+    if os.getloadavg()[1] > (os.cpu_count() or 1):
+        here += (
+            " Other work shared the machine meanwhile (load averages below), and more "
+            "worker processes also take a larger share of a busy machine from it, so this "
+            "is not the speed-up an idle machine would show."
+        )
     echo(
         "\n## What limits a cluster\n\n"
         "- Compute: each machine runs its own session over whole strips (rows of tiles), so "
@@ -169,6 +175,9 @@ def main() -> None:
              "tiles; each worker one process with one thread. Load average at the start: "
              f"{', '.join(f'{v:.2f}' for v in start_load)} (1, 5, 15 min; {os.cpu_count()} "
              "CPUs).")
+        echo("\nIn the batch tables a scene's time runs from the start of its plan to its "
+             "output in place; scenes share the workers, so their times overlap and only the "
+             "last line (the whole batch's wall time) measures throughput.")
         alone, megapixels = engine_alone(scenes[0], folder, settings)
         echo(f"\nEngine alone (pipeline.run, no Dask) on one scene: {alone:.1f} s, "
              f"{megapixels / alone:.4f} PAN megapixels/s.")
