@@ -17,7 +17,7 @@ to the secondary, debug level.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from .raster_io import (
     to_output,
 )
 from .session import ModelSession, open_session
+from .tile_runner import run_in_order
 from .tiling import Tile, context_tile_count, round_up, spread_tiles, tile_grid
 
 #: GDAL block cache during a run (see raster_io.gdal_cache_limit): the cap,
@@ -167,6 +168,14 @@ def fuse_tiles(
 ) -> list[FusedTile]:
     """Read, normalise, run (in one batch: the tiles share one window shape)
     and crop ``tiles``."""
+    read = read_tiles(inputs, tiles, stats)
+    return crop_tiles(inputs, tiles, read, model.run_batch(read[0], read[1], context, weight),
+                      stats)
+
+
+def read_tiles(inputs: AlignedInputs, tiles: Sequence[Tile], stats: SceneStats):
+    """(normalised MS (N, L, h, w), normalised PAN (N, rh, rw), both float32,
+    and each tile's (MS, PAN) validity masks) of ``tiles``."""
     r = inputs.ratio
     read = []
     for tile in tiles:
@@ -178,16 +187,46 @@ def fuse_tiles(
     ms_n = np.stack([np.where(v, normalise(ms, stats.ms), 0.0) for ms, _, v, _ in read])
     pan_n = np.stack([np.where(v, normalise(pan[None], stats.pan)[0], 0.0)
                       for _, pan, _, v in read])
-    fused, own = model.run_batch(ms_n.astype(np.float32), pan_n.astype(np.float32),
-                                 context, weight)
+    valid = [(ms_valid, pan_valid) for _, _, ms_valid, pan_valid in read]
+    return ms_n.astype(np.float32), pan_n.astype(np.float32), valid
+
+
+def crop_tiles(inputs: AlignedInputs, tiles: Sequence[Tile], read, result,
+               stats: SceneStats) -> list[FusedTile]:
+    """The cores of a model ``result`` (fused, own context) for ``tiles`` as
+    ``read_tiles`` read them, de-normalised, with their validity."""
+    r = inputs.ratio
+    fused, own = result
     out = []
-    for k, (tile, (_, _, ms_valid, pan_valid)) in enumerate(zip(tiles, read)):
+    for k, (tile, (ms_valid, pan_valid)) in enumerate(zip(tiles, read[2])):
         rows, cols = tile.core_slices
         values = denormalise(fused[k][:, rows, cols], stats.ms)
         valid = (ms_valid.repeat(r, axis=1).repeat(r, axis=2)[:, rows, cols]
                  & pan_valid[rows, cols])
         out.append(FusedTile(values, valid, None if own is None else own[k]))
     return out
+
+
+def fuse_in_order(
+    model: ModelSession,
+    inputs: AlignedInputs,
+    tile_batches: Iterable[list[Tile]],
+    stats: SceneStats,
+    context: np.ndarray | None,
+    weight: float,
+    feedback: Feedback,
+) -> Iterator[tuple[list[Tile], list[FusedTile]]]:
+    """``fuse_tiles`` over ``tile_batches``, in order, with up to
+    ``model.workers`` model runs at once while this thread reads the next
+    tiles and the caller writes the finished ones (engine/tile_runner.py)."""
+    def run(read):
+        return model.run_batch(read[0], read[1], context, weight)
+
+    for batch, read, result in run_in_order(
+        tile_batches, lambda b: read_tiles(inputs, b, stats), run, model.workers,
+        lambda: check_cancel(feedback),
+    ):
+        yield batch, crop_tiles(inputs, batch, read, result, stats)
 
 
 def batches(tiles: Sequence[Tile], size: int) -> Iterator[list[Tile]]:
@@ -215,9 +254,10 @@ def pooled_context(
     """Pass 1: the mean of the own pooled context of the spread ``tiles`` (w = 0),
     ``per_run`` tiles per model run."""
     contexts = []
-    for batch in batches(tiles, per_run):
-        check_cancel(feedback)
-        for fused in fuse_tiles(model, inputs, batch, stats, None, 0.0):
+    for _, fused_batch in fuse_in_order(
+        model, inputs, batches(tiles, per_run), stats, None, 0.0, feedback
+    ):
+        for fused in fused_batch:
             contexts.append(fused.context)
             done()
     return np.mean(np.asarray(contexts, np.float64), axis=0).astype(np.float32)
@@ -470,11 +510,10 @@ def _run_aligned(
                 model, inputs, context_tiles, stats, feedback, progress.context_tile, per_run
             )
         weight = 1.0 if context is not None else 0.0
-        for batch in batches(tiles, per_run):
-            check_cancel(feedback)
-            for tile, fused in zip(
-                batch, fuse_tiles(model, inputs, batch, stats, context, weight)
-            ):
+        for batch, fused_batch in fuse_in_order(
+            model, inputs, batches(tiles, per_run), stats, context, weight, feedback
+        ):
+            for tile, fused in zip(batch, fused_batch):
                 _write_tile(writer, tile, fused, gdal_type, nodata)
                 progress.tile()
         check_cancel(feedback)

@@ -49,6 +49,8 @@ DEFAULT_GPU_MEM_LIMIT_MIB = 4096
 #: would cost as much again.
 TILE_BUDGET_MIB = 600
 MAX_TILES_PER_RUN = 8
+#: Most tiles a CPU session runs at once (each holds a tile's memory).
+MAX_CPU_WORKERS = 4
 
 
 def import_onnxruntime():
@@ -429,6 +431,8 @@ class ModelSession:
     #: per run, as on a CPU, where the model is memory-bound and a batch of N
     #: takes N times the memory for no gain.
     batch_memory: int = 0
+    #: Model runs at once, each in its own thread (pipeline.fuse_in_order).
+    workers: int = 1
 
     @property
     def provider(self) -> str:
@@ -571,5 +575,24 @@ def open_session(path: Path, device: str = "auto") -> ModelSession:
                 "or install what is missing."
             )
         note = f"CPU, because CUDA cannot run here: {problem}"
-    session = _open(ort, path, providers_for("cpu"))
-    return ModelSession(path, session, metadata_of(session, path), note)
+    workers, threads = cpu_layout()
+    so = session_options(ort)
+    so.intra_op_num_threads = threads
+    session = _open(ort, path, providers_for("cpu"), so)
+    return ModelSession(path, session, metadata_of(session, path), note, workers=workers)
+
+
+def cpu_layout(cores: int | None = None) -> tuple[int, int]:
+    """(tiles run at once, intra-op threads each) on a CPU with ``cores`` cores
+    (default: those this process may use).
+
+    One thread per tile and as many tiles as cores, up to
+    :data:`MAX_CPU_WORKERS`: the graph's many small ops inside its scan gain
+    little from a second thread within one run, while whole tiles run in
+    parallel (onnxruntime releases the GIL); docs/speed.md measures both.
+    """
+    if cores is None:
+        affinity = getattr(os, "sched_getaffinity", None)
+        cores = len(affinity(0)) if affinity else (os.cpu_count() or 1)
+    workers = max(1, min(cores, MAX_CPU_WORKERS))
+    return workers, max(1, cores // workers)
