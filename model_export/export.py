@@ -26,6 +26,7 @@ import logging
 import math
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from ada3d_qgis.core.metadata import ModelMetadata
 from ada3d_qgis.core.normalise import METHOD as NORMALISATION_METHOD
 from ada3d_qgis.engine.session import TILE_BUDGET_MIB
 from model_export.adaptive_conv import DEFAULT_FORMULATION, EXPORT_FORMULATION, FORMULATIONS
+from model_export.band_agnostic import add_band_dims, trained_band_range
 from model_export.checkpoints import load_checkpoint_dict
 from model_export.graph_passes import merge_chained_slices
 from model_export.model import Ada3D, Ada3DConfig, AdaptiveConv3d, receptive_field_halo
@@ -117,6 +119,8 @@ def export_onnx(model: Ada3D, out_path: str | Path, dynamo: bool = True) -> None
             "context": {0: batch},
             "context_weight": {0: batch},
         }
+        if cfg.band_agnostic:
+            add_band_dims(dynamic_shapes, cfg)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
@@ -133,6 +137,9 @@ def export_onnx(model: Ada3D, out_path: str | Path, dynamo: bool = True) -> None
             )
         program.save(str(out_path), external_data=False)
     else:
+        if cfg.band_agnostic:
+            # Its trace fixes the band count of the spectral gathers.
+            raise ValueError("a band-agnostic model needs the dynamo exporter (no --legacy)")
         dynamic_axes = {
             "ms": {0: "batch", 2: "rows", 3: "cols"},
             "pan": {0: "batch", 2: "pan_rows", 3: "pan_cols"},
@@ -208,11 +215,17 @@ def _unit_scale(x: np.ndarray) -> np.ndarray:
     return (x - lo) / np.maximum(hi - lo, 1e-12)
 
 
-def parity_check(model: Ada3D, onnx_path: str | Path, sizes: tuple[int, ...] = (12, 24)) -> float:
+def parity_check(
+    model: Ada3D,
+    onnx_path: str | Path,
+    sizes: tuple[int, ...] = (12, 24),
+    bands: int | None = None,
+) -> float:
     """Largest |onnxruntime - PyTorch| over random and real inputs at ``sizes``
-    (MS pixels), context weight 0 and 1; raises ExportError above the tolerance."""
+    (MS pixels), context weight 0 and 1, with ``bands`` bands (default: the
+    model's); raises ExportError above the tolerance."""
     session = ort_session(onnx_path)
-    cfg = model.config
+    cfg = model.config if bands is None else replace(model.config, bands=bands)
     worst = 0.0
     for size in sizes:
         ms, pan, context, _ = example_inputs(cfg, size, seed=size)
@@ -235,7 +248,8 @@ def parity_check(model: Ada3D, onnx_path: str | Path, sizes: tuple[int, ...] = (
                     if not err <= PARITY_TOLERANCE:
                         raise ExportError(
                             f"onnxruntime and PyTorch differ by {err:.3g} on output {name} "
-                            f"({label} input, {size * cfg.ratio} px, context weight {weight}); "
+                            f"({label} input, {size * cfg.ratio} px, {cfg.bands} bands, "
+                            f"context weight {weight}); "
                             f"the tolerance is {PARITY_TOLERANCE}"
                         )
     return worst
@@ -298,8 +312,11 @@ def build_metadata(
     tile_size: int | None = None,
     overlap: int | None = None,
     description: str = "",
+    band_range: tuple[int, int] | None = None,
 ) -> ModelMetadata:
-    """Metadata for ``model`` from its checkpoint; tile sizes in PAN pixels."""
+    """Metadata for ``model`` from its checkpoint; tile sizes in PAN pixels.
+    ``band_range`` (band-agnostic models): the band counts it declares to
+    take; default: those it was trained on."""
     cfg = model.config
     r = cfg.ratio
     halo = receptive_field_halo(cfg)
@@ -310,6 +327,9 @@ def build_metadata(
     if tile_size % r or tile_size <= 2 * overlap:
         raise ValueError(f"tile size must be a multiple of {r} larger than twice the overlap")
     band_names = list(ckpt.get("band_names") or [f"band{i + 1}" for i in range(cfg.bands)])
+    low, high = (0, 0)
+    if cfg.band_agnostic:
+        low, high = band_range or trained_band_range(ckpt, cfg.bands)
     return ModelMetadata(
         model_name=name,
         config=cfg.to_dict(),
@@ -324,6 +344,9 @@ def build_metadata(
         training=dict(ckpt.get("training") or {}),
         validation=dict(ckpt.get("validation") or {}),
         description=description or str(ckpt.get("description", "")),
+        min_bands=low,
+        max_bands=high,
+        context_per_band=2 * cfg.layers * cfg.channels if cfg.band_agnostic else 0,
     )
 
 
@@ -337,6 +360,7 @@ def export_checkpoint(
     check: bool = True,
     dynamo: bool = True,
     formulation: str | None = None,
+    band_range: tuple[int, int] | None = None,
 ) -> ModelMetadata:
     """Export ``checkpoint_path`` to ``out_path`` with metadata, checked.
 
@@ -358,15 +382,20 @@ def export_checkpoint(
     for module in model.modules():
         if isinstance(module, AdaptiveConv3d):
             module.formulation = formulation
-    meta = build_metadata(model, ckpt, name or out_path.stem, tile_size, overlap, description)
+    meta = build_metadata(
+        model, ckpt, name or out_path.stem, tile_size, overlap, description, band_range
+    )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".part")
     try:
         export_onnx(model, tmp, dynamo=dynamo)
         write_metadata(tmp, meta)
         if check:
-            worst = parity_check(model, tmp)
-            log.info("onnxruntime vs PyTorch: max abs difference %.3g", worst)
+            low, high = meta.band_range
+            # A band-agnostic graph: its smallest, nominal and largest band counts.
+            for bands in sorted({low, meta.bands, high}):
+                worst = parity_check(model, tmp, bands=bands)
+                log.info("onnxruntime vs PyTorch, %d bands: max abs difference %.3g", bands, worst)
         tmp.replace(out_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -388,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--overlap", type=int, help="PAN px (default: the measured halo)")
     parser.add_argument("--description", default="", help="model card text")
+    parser.add_argument(
+        "--band-range",
+        type=lambda text: tuple(int(v) for v in text.split(",")),
+        metavar="MIN,MAX",
+        help="band counts a band-agnostic model declares (default: those it was trained on)",
+    )
     parser.add_argument(
         "--legacy", action="store_true", help="use the TorchScript exporter instead of dynamo"
     )
@@ -417,12 +452,13 @@ def main(argv: list[str] | None = None) -> int:
             description=args.description,
             dynamo=not args.legacy,
             formulation=args.formulation,
+            band_range=args.band_range,
         )
     except (ExportError, ValueError, onnx.checker.ValidationError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
     print(
-        f"wrote {args.out}: {meta.model_name}, {meta.bands} bands, ratio {meta.ratio}, "
+        f"wrote {args.out}: {meta.model_name}, {_bands_text(meta)}, ratio {meta.ratio}, "
         f"halo {meta.halo} px, tile {meta.tile_size} px, overlap {meta.overlap} px, "
         f"context {meta.context_size} values"
     )
@@ -439,6 +475,12 @@ def main(argv: list[str] | None = None) -> int:
             f"largest difference from the float32 model on CPU {worst:.3g}"
         )
     return 0
+
+
+def _bands_text(meta: ModelMetadata) -> str:
+    if meta.band_agnostic:
+        return f"{meta.band_range[0]} to {meta.band_range[1]} bands (band-agnostic)"
+    return f"{meta.bands} bands"
 
 
 if __name__ == "__main__":
