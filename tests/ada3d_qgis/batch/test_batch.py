@@ -220,6 +220,21 @@ def test_a_bad_scene_fails_alone_with_the_engines_sentence(cluster, pairs, refer
     assert sorted(p.name for p in out.iterdir()) == ["a.tif"]
 
 
+def test_a_scene_failing_mid_run_leaves_nothing_and_the_others_finish(cluster, pairs,
+                                                                      references, tmp_path):
+    from batch_faults import SENTENCE, fail_strip
+
+    cluster.run(fail_strip, "b.tif", 1)
+    out = tmp_path / "out"
+    results = run_batch(cluster, _scenes(pairs, out, ("a", "b")), SETTINGS, progress=False)
+
+    assert [r.status for r in results] == [DONE, FAILED]
+    assert results[1].error == SENTENCE and results[1].strips > 2
+    _assert_same_as_algorithm(out / "a.tif", references["a"])
+    # b's strips and temporary files are gone with it.
+    assert sorted(p.name for p in out.iterdir()) == ["a.tif"]
+
+
 def test_command_line_prints_dashboard_and_table(pairs, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
