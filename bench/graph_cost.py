@@ -80,9 +80,14 @@ def count(model_path: Path, input_shapes: dict[str, tuple[int, ...]]) -> dict[st
 
 def count_macs(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> dict[str, int]:
     """``count`` on shapes already known (``tensor_shapes``)."""
-    totals = {"conv": 0, "matmul": 0, "einsum": 0, "mul": 0, "unknown_nodes": 0}
+    totals = {"conv": 0, "matmul": 0, "einsum": 0, "mul": 0, "unknown_nodes": 0,
+              "subgraph_nodes": 0}
     for node in model.graph.node:
         out = shapes.get(node.output[0])  # [] is a scalar: one element
+        if any(a.type == onnx.AttributeProto.GRAPH for a in node.attribute):
+            # A Scan's or Loop's body is not counted: the total is partial.
+            totals["subgraph_nodes"] += 1
+            continue
         if node.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum", "Mul") and (
             out is None or 0 in out
         ):
