@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = REPO / "runs" / "r2" / "best.pt"
 #: "einsum" is left out by default: about 9 times slower (see adaptive_conv).
-DEFAULT_FORMULATIONS = ("tap_gather", "gather_mul", "mul_einsum", "taps")
+DEFAULT_FORMULATIONS = ("strips", "tap_gather", "gather_mul", "mul_einsum", "taps")
 
 
 def _memory_mib() -> dict[str, int]:

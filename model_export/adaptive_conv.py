@@ -30,17 +30,22 @@ itself), and every elementwise op over it is a pass through main memory. So:
   ninth of the kernel memory, and the mean-subtraction and slicing passes
   vanish.
 
-The exported graph is Conv + Slice + Gather + Mul + Add, which onnxruntime
-runs without custom ops. `python -m bench.formulations` (docs/formulations.md)
-measures the formulations on a 320 x 320 PAN tile of the shipped ratio-2
-model: the shipped tap-by-tap "tap_gather" runs as fast as "gather_mul" (one
-Gather of all three neighbours per group, a (B, C, L, 3, H, W) stack, then
-ReduceSum: 2.91 s against 2.88 s) with 44 % less peak memory (363 MiB above
-the session's resting size against 651). "mul_einsum" (Einsum as a batched
-MatMul) is slower and far larger; one three-operand Einsum per group
-("einsum") is about 9 times slower: onnxruntime splits it into tiny matrix
-products. "taps" (slices only) is as lean and was the fastest there, but it
-has no Gather, which the export constraint asks for.
+The shipped graphs use "strips" (``adaptive_conv3d_strips``): the layer
+block by block, a few output rows at a time in one ONNX Scan, so that a
+strip's temporaries stay in the CPU's cache; the spatial kernel is computed
+once per strip and normalised after the sum. PyTorch trains with "tap_gather".
+
+The exported graph is Conv + Slice + Gather + Mul + Add (+ MatMul and Scan for
+"strips"), which onnxruntime runs without custom ops. `python -m
+bench.formulations` (docs/formulations.md) measures the formulations on a 320
+x 320 PAN tile of the shipped ratio-2 model: the tap-by-tap "tap_gather" runs
+as fast as "gather_mul" (one Gather of all three neighbours per group, a (B,
+C, L, 3, H, W) stack, then ReduceSum: 2.91 s against 2.88 s) with 44 % less
+peak memory (363 MiB above the session's resting size against 651).
+"mul_einsum" (Einsum as a batched MatMul) is slower and far larger; one three-
+operand Einsum per group ("einsum") is about 9 times slower: onnxruntime
+splits it into tiny matrix products. "taps" (slices only) is as lean and was
+the fastest there, but it has no Gather, which the export constraint asks for.
 """
 
 from __future__ import annotations
