@@ -13,6 +13,11 @@ same GeoTIFF files:
 
 Prints a Markdown table per ratio (means over scenes) and writes it, with the
 per-scene numbers as JSON, under docs/.
+
+``--bands 6`` (issue 18) scores the six-band scenes instead (B, G, R, NIR,
+SWIR1, SWIR2: all FuseBox bands, Landsat 8 B2-B7), written to
+docs/quality_r{ratio}_6b.*: no shipped model takes six bands, so the Ada3D
+rows are the ``--model`` files (a band-agnostic model).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = (REPO / ".." / "shared" / "data").resolve()
 VAL_GROUP = "P091R083"
 L8_BANDS = ("B2", "B3", "B4", "B5")
+#: Landsat 8 OLI bands of the six-band cases: B, G, R, NIR, SWIR1, SWIR2.
+L8_BANDS_6 = ("B2", "B3", "B4", "B5", "B6", "B7")
 
 gdal.UseExceptions()
 
@@ -43,23 +50,31 @@ gdal.UseExceptions()
 @dataclass
 class Case:
     name: str
-    ms: np.ndarray  # (4, h, w) float32, B, G, R, NIR
+    ms: np.ndarray  # (L, h, w) float32: B, G, R, NIR (and SWIR1, SWIR2)
     pan: np.ndarray  # (2h, 2w) float32
     data_range: float
 
 
-def load_cases(shared: Path) -> list[Case]:
-    from model_export.data import fusebox_specs, load_fusebox_pair, load_geotiff_pair
+def load_cases(shared: Path, bands: int = 4) -> list[Case]:
+    from model_export.data import (
+        FUSEBOX_ALL_BANDS,
+        FUSEBOX_DEFAULT_BANDS,
+        fusebox_specs,
+        load_fusebox_pair,
+        load_geotiff_pair,
+    )
 
+    l7_bands = FUSEBOX_ALL_BANDS if bands == 6 else FUSEBOX_DEFAULT_BANDS
     cases = []
     for spec in fusebox_specs(shared / "landsat7_fusebox"):
         if spec.group == VAL_GROUP:
-            ms, pan = load_fusebox_pair(spec.ms, spec.pan)
+            ms, pan = load_fusebox_pair(spec.ms, spec.pan, l7_bands)
             cases.append(Case(f"L7 {spec.name}", ms, pan, 255.0))
     l8 = shared / "landsat8"
     with tempfile.TemporaryDirectory() as tmp:
         vrt = str(Path(tmp) / "ms.vrt")
-        gdal.BuildVRT(vrt, [str(l8 / f"l8_{b}.tif") for b in L8_BANDS], separate=True)
+        l8_bands = L8_BANDS_6 if bands == 6 else L8_BANDS
+        gdal.BuildVRT(vrt, [str(l8 / f"l8_{b}.tif") for b in l8_bands], separate=True)
         ms, pan, _, _ = load_geotiff_pair(vrt, l8 / "l8_B8.tif", 2)
     cases.append(Case("L8 LC80200392015216", ms, pan, 65535.0))
     return cases
@@ -145,15 +160,22 @@ def main() -> None:
                         help="extra Ada3D .onnx to score (default: the shipped model per ratio)")
     parser.add_argument("--out", type=Path, default=REPO / "docs")
     parser.add_argument("--shared", type=Path, default=SHARED)
+    parser.add_argument("--bands", type=int, choices=(4, 6), default=4,
+                        help="4: B, G, R, NIR (the shipped models); 6: with SWIR1, SWIR2")
     args = parser.parse_args()
+    if args.bands == 6 and not args.model:
+        parser.error("no shipped model takes 6 bands: give a band-agnostic --model")
     app = start_qgis()  # noqa: F841 - keep QGIS alive for processing.run
-    cases = load_cases(args.shared)
+    cases = load_cases(args.shared, args.bands)
     args.out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.bands == 4 else f"_{args.bands}b"
     for ratio in args.ratio or (2, 4):
         all_methods = dict(methods.CLASSICAL)
-        all_methods["Ada3D (shipped)"] = methods.ada3d()
+        if args.bands == 4:
+            all_methods["Ada3D (shipped)"] = methods.ada3d()
         for model in args.model:
             all_methods[f"Ada3D ({model.stem})"] = methods.ada3d(model)
+        ours_name = next(m for m in all_methods if m.startswith("Ada3D"))
         per_case = {}
         for case in cases:
             with tempfile.TemporaryDirectory() as tmp:
@@ -166,12 +188,12 @@ def main() -> None:
         classical = [m for m in means if not m.startswith("Ada3D")]
         best_name = min(classical, key=lambda m: means[m]["ERGAS"])
         best = means[best_name]["ERGAS"]
-        ours = means["Ada3D (shipped)"]["ERGAS"]
+        ours = means[ours_name]["ERGAS"]
         summary = (
-            f"Ratio {ratio}. Reduced resolution: SAM (degrees), ERGAS, Q2n (32-px blocks), "
-            f"SCC; full resolution: D_lambda, D_s, QNR.\n\n"
-            f"On the Landsat 7 validation group {VAL_GROUP} ({len(l7)} scenes), Ada3D's ERGAS "
-            f"is {ours:.4f} against {best:.4f} for the best classical method ({best_name}): "
+            f"Ratio {ratio}, {args.bands} bands. Reduced resolution: SAM (degrees), ERGAS, "
+            f"Q2n (32-px blocks), SCC; full resolution: D_lambda, D_s, QNR.\n\n"
+            f"On the Landsat 7 validation group {VAL_GROUP} ({len(l7)} scenes), {ours_name}'s "
+            f"ERGAS is {ours:.4f} against {best:.4f} for the best classical method ({best_name}): "
             f"{100 * (best - ours) / best:.1f} % lower.\n"
         )
         text = (
@@ -179,11 +201,12 @@ def main() -> None:
             f"{text_l7}\n\n### Landsat 8 scene (never trained on)\n\n{text_l8}\n"
         )
         print(f"\n{summary}\n{text}", flush=True)
-        (args.out / f"quality_r{ratio}.md").write_text(
-            f"# Quality, ratio {ratio}\n\nMade by `make bench-quality` (bench/quality.py).\n\n"
+        title = f"ratio {ratio}" + (f", {args.bands} bands" if suffix else "")
+        (args.out / f"quality_r{ratio}{suffix}.md").write_text(
+            f"# Quality, {title}\n\nMade by `make bench-quality` (bench/quality.py).\n\n"
             f"{summary}\n{text}"
         )
-        (args.out / f"quality_r{ratio}.json").write_text(json.dumps(per_case, indent=1))
+        (args.out / f"quality_r{ratio}{suffix}.json").write_text(json.dumps(per_case, indent=1))
 
 
 if __name__ == "__main__":
