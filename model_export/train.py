@@ -101,6 +101,8 @@ SESSION_FIELDS = frozenset(
         "progress",
         "resume",
         "val_every",
+        # Recomputation changes memory and time, not the result.
+        "grad_checkpoint",
     }
 )
 LAST, BEST = "last.pt", "best.pt"
