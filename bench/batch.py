@@ -25,7 +25,7 @@ from ada3d_qgis.batch.report import table
 from ada3d_qgis.batch.runner import DONE, start_cluster, timed_batch
 from ada3d_qgis.engine.feedback import QuietFeedback
 from ada3d_qgis.engine.pipeline import run
-from bench.speed import mosaic
+from bench.common import mosaic
 
 REPO = Path(__file__).resolve().parents[1]
 #: No-op tasks timed for the scheduler's round trip per task.

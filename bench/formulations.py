@@ -12,60 +12,13 @@ Prints a table and writes it to docs/formulations.md. Time it on an idle machine
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKPOINT = REPO / "runs" / "r2" / "best.pt"
+from bench.common import DEFAULT_CHECKPOINT, REPO, best_of, measure_tile
+
 #: "einsum" is left out by default: about 9 times slower (see adaptive_conv).
 DEFAULT_FORMULATIONS = ("strips", "tap_gather", "gather_mul", "mul_einsum", "taps")
-
-
-def _memory_mib() -> dict[str, int]:
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) // 1024
-    return out
-
-
-def run_child(model: str, tile: int, threads: int) -> dict:
-    """In this process: open ``model``, run it three times on one tile."""
-    import onnxruntime as ort
-
-    from ada3d_qgis.engine.session import read_metadata
-    from bench.speed import cpu_session_options, random_tile_feeds
-
-    sess = ort.InferenceSession(model, cpu_session_options(threads),
-                                providers=["CPUExecutionProvider"])
-    feeds = random_tile_feeds(read_metadata(Path(model)), tile)
-    resting = _memory_mib()["VmRSS"]
-    seconds = []
-    for _ in range(3):
-        start = time.perf_counter()
-        sess.run(None, feeds)
-        seconds.append(time.perf_counter() - start)
-    return {"seconds": min(seconds), "peak_above_rest_mib": _memory_mib()["VmHWM"] - resting}
-
-
-def measure(model: Path, tile: int, threads: int) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.formulations", "--child", str(model),
-         "--tile", str(tile), "--threads", str(threads)],
-        capture_output=True, text=True, check=True, cwd=REPO)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def best_of(runs: list[dict]) -> dict:
-    """The best time and the largest peak of several ``measure`` results."""
-    return {"seconds": min(r["seconds"] for r in runs),
-            "peak_above_rest_mib": max(r["peak_above_rest_mib"] for r in runs)}
 
 
 def main() -> None:
@@ -76,11 +29,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--formulations", nargs="+", default=list(DEFAULT_FORMULATIONS))
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "formulations.md")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(run_child(args.child, args.tile, args.threads)))
-        return
 
     from model_export.export import export_checkpoint
 
@@ -94,7 +43,7 @@ def main() -> None:
         # benchmark touches every formulation alike.
         for _ in range(args.rounds):
             for name, path in paths.items():
-                runs[name].append(measure(path, args.tile, args.threads))
+                runs[name].append(measure_tile(path, args.tile, args.threads))
                 print(f"{name:12s} {runs[name][-1]['seconds']:6.2f} s, peak "
                       f"{runs[name][-1]['peak_above_rest_mib']:5d} MiB above rest", flush=True)
     rows = [{"formulation": name, **best_of(rs)} for name, rs in runs.items()]

@@ -1,4 +1,5 @@
-"""Multiply-adds of an ONNX graph, counted node by node at a given input size.
+"""Multiply-adds and bytes moved of an ONNX graph, counted node by node at a
+given input size.
 
 Conv/ConvTranspose, MatMul/Gemm and Einsum count their multiply-adds; an
 elementwise Mul counts one multiply per output element (in Ada3D these are the
@@ -6,10 +7,20 @@ adaptive convolution's per-tap products, each summed right after). Shapes are
 the real ones: a copy of the model that returns every intermediate tensor is
 run once with onnxruntime on inputs of the given shapes (ONNX shape inference
 leaves many of the exporter's shapes unknown).
+
+Bytes (:func:`traffic`, :func:`graph_costs`): for every node that moves data,
+the elements of its inputs read plus those of its outputs written, times the
+element size of each tensor (from ONNX type inference, 4 bytes when unknown).
+Nodes that only relabel a tensor (Reshape, Squeeze, Unsqueeze, Flatten,
+Identity: onnxruntime aliases them) and shape-only nodes count nothing; the
+elementwise and indexing ops and the convolutions' activations are counted
+apart; no operator fusion is assumed.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from math import prod
 from pathlib import Path
 
@@ -106,3 +117,129 @@ def count_macs(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> dict[str
             totals["mul"] += prod(out)
     totals["total"] = totals["conv"] + totals["matmul"] + totals["einsum"] + totals["mul"]
     return totals
+
+
+# --------------------------------------------------------------------------- bytes
+
+COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum"}
+VIEW_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
+SHAPE_OPS = {"Shape", "Size", "Constant", "ConstantOfShape"}
+#: Ops that copy part of their first input: they read what they write, not
+#: the whole input (a shifted window of the padded feature, three of its bands).
+CROP_OPS = {"Slice", "Gather"}
+_ELEMENT_BYTES = {
+    onnx.TensorProto.FLOAT: 4,
+    onnx.TensorProto.FLOAT16: 2,
+    onnx.TensorProto.DOUBLE: 8,
+    onnx.TensorProto.INT64: 8,
+    onnx.TensorProto.INT32: 4,
+    onnx.TensorProto.BOOL: 1,
+    onnx.TensorProto.UINT8: 1,
+    onnx.TensorProto.INT8: 1,
+}
+
+
+@dataclass(frozen=True)
+class GraphCost:
+    """Per PAN pixel: multiply-adds and bytes; per tile: kernels."""
+
+    macs_tensor: float  # Conv, MatMul, Gemm, Einsum
+    macs_mul: float  # elementwise Mul (adaptive convolution taps)
+    bytes_elementwise: float
+    bytes_compute_io: float
+    kernels: int
+
+    @property
+    def macs(self) -> float:
+        return self.macs_tensor + self.macs_mul
+
+    @property
+    def bytes(self) -> float:
+        return self.bytes_elementwise + self.bytes_compute_io
+
+
+def probe_shapes(meta: dict, pan_px: int) -> dict[str, tuple[int, ...]]:
+    r = meta["ratio"]
+    ms = pan_px // r
+    return {
+        "ms": (1, meta["bands"], ms, ms),
+        "pan": (1, 1, pan_px, pan_px),
+        "context": (1, meta["context_size"]),
+        "context_weight": (1, 1),
+    }
+
+
+def _element_sizes(model: onnx.ModelProto) -> dict[str, int]:
+    inferred = shape_inference.infer_shapes(model)
+    sizes = {}
+    values = [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]
+    for vi in values:
+        sizes[vi.name] = _ELEMENT_BYTES.get(vi.type.tensor_type.elem_type, 4)
+    for init in inferred.graph.initializer:
+        sizes[init.name] = _ELEMENT_BYTES.get(init.data_type, 4)
+    return sizes
+
+
+def _with_cast_dims(model: onnx.ModelProto, dims: dict[str, list[int]]) -> dict[str, list[int]]:
+    """``dims`` of the float32 graph extended to the tensors the float16
+    conversion adds, so that the float16 graph needs no run of its own. The
+    converter adds only Casts, which keep the shape: before a float32-only
+    node (new output) or after one (the node's output renamed, the Cast
+    producing the old name)."""
+    dims = dict(dims)
+    casts = [(n.input[0], n.output[0]) for n in model.graph.node if n.op_type == "Cast"]
+    changed = True
+    while changed:
+        changed = False
+        for src, dst in casts:
+            for a, b in ((src, dst), (dst, src)):
+                if a in dims and b not in dims:
+                    dims[b] = dims[a]
+                    changed = True
+    return dims
+
+
+def traffic(model_path: Path, dims: dict[str, list[int]]) -> tuple[float, float, int]:
+    """(elementwise bytes, compute-op activation bytes, kernels) of one run."""
+    model = onnx.load(str(model_path))
+    sizes = _element_sizes(model)
+    dims = _with_cast_dims(model, dims)
+    initialisers = {i.name for i in model.graph.initializer}
+
+    def nbytes(names, skip=()) -> float:
+        return sum(
+            math.prod(dims[n]) * sizes.get(n, 4) for n in names if n and n not in skip
+        )
+
+    elementwise = compute_io = 0.0
+    kernels = 0
+    for node in model.graph.node:
+        if node.op_type in VIEW_OPS or node.op_type in SHAPE_OPS:
+            continue
+        kernels += 1
+        if node.op_type in COMPUTE_OPS:
+            # Weights are a few hundred kB per tile: only activations count.
+            compute_io += nbytes(node.input, initialisers) + nbytes(node.output)
+        elif node.op_type in CROP_OPS:
+            elementwise += 2 * nbytes(node.output)
+        else:
+            elementwise += nbytes(node.input) + nbytes(node.output)
+    return elementwise, compute_io, kernels
+
+
+def graph_costs(
+    path32: Path, path16: Path | None, meta: dict, pan_px: int
+) -> dict[str, GraphCost]:
+    """Per-pixel costs of the float32 graph and of its float16 copy, if given
+    (the same multiply-adds: the conversion adds only Casts)."""
+    model32, dims = tensor_shapes(path32, probe_shapes(meta, pan_px))
+    macs = count_macs(model32, dims)
+    px = pan_px * pan_px
+    tensor = (macs["conv"] + macs["matmul"] + macs["einsum"]) / px
+    out = {}
+    for name, path in (("float32", path32), ("float16", path16)):
+        if path is None:
+            continue
+        elementwise, compute_io, kernels = traffic(path, dims)
+        out[name] = GraphCost(tensor, macs["mul"] / px, elementwise / px, compute_io / px, kernels)
+    return out

@@ -7,7 +7,7 @@ multiply-adds reads and writes whole feature-sized tensors, once per tap. This
 module measures the second roof, the rate at which onnxruntime's own Mul
 streams data on the same threads (the fastest of chains on 1 to 16 MiB
 tensors, so the caches count in its favour), counts the bytes every node of
-the graph reads and writes (bench/gpu_estimate.traffic), and puts the two
+the graph reads and writes (bench/graph_cost.traffic), and puts the two
 together as a lower bound on the time per pixel:
 
     seconds >= elementwise bytes / bandwidth + dense multiply-adds / matmul peak
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.gpu_estimate import graph_costs
+from bench.common import cpu_session_options
+from bench.graph_cost import graph_costs
 
 #: Elements of each operand of the bandwidth probes: 1, 4 and 16 MiB of
 #: float32. The largest is a feature tensor of the shipped models' 256 px tile
@@ -60,7 +61,6 @@ def elementwise_bandwidth(threads: int, repeats: int = 5) -> float:
     threads: the best run of the fastest of the PROBE_ELEMENTS sizes."""
     import onnxruntime as ort
 
-    from bench.speed import cpu_session_options
 
     rng = np.random.default_rng(0)
     best_rate = 0.0
@@ -85,7 +85,7 @@ def graph_traffic(model: Path, meta, pan_px: int = 64) -> dict[str, float]:
     """Per PAN pixel: dense multiply-adds (Conv, MatMul, Gemm, Einsum),
     elementwise multiplies, and the bytes elementwise and indexing nodes read
     and write (activations; the graph as exported, before onnxruntime's
-    rewrites), as bench/gpu_estimate counts them."""
+    rewrites), as bench/graph_cost counts them."""
     meta_dict = {"ratio": meta.ratio, "bands": meta.bands, "context_size": meta.context_size}
     cost = graph_costs(model, None, meta_dict, pan_px)["float32"]
     return {"dense_macs": cost.macs_tensor, "elementwise_macs": cost.macs_mul,

@@ -32,54 +32,20 @@ import numpy as np
 from osgeo import gdal
 
 from bench import graph_cost, roofline
+from bench.common import (
+    DEFAULT_CHECKPOINT,
+    DEFAULT_MODEL,
+    REPO,
+    SAMPLE_MS,
+    SAMPLE_PAN,
+    cpu_session_options,
+    mirror_tile,
+    mosaic,
+    random_tile_feeds,
+)
 from bench.measure import measure
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_PAN = REPO / "tests" / "data" / "l8_pan.tif"
-SAMPLE_MS = REPO / "tests" / "data" / "l8_ms.tif"
-DEFAULT_MODEL = REPO / "ada3d_qgis" / "models" / "ada3d_r2_4b_landsat.onnx"
-DEFAULT_CHECKPOINT = REPO / "runs" / "r2" / "best.pt"
-
 gdal.UseExceptions()
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def _mirror_tile(a: np.ndarray, reps: int) -> np.ndarray:
-    """(…, h, w) -> (…, reps h, reps w), alternate copies mirrored so that the
-    mosaic has no seams."""
-    rows = [a if i % 2 == 0 else a[..., ::-1, :] for i in range(reps)]
-    col = np.concatenate(rows, axis=-2)
-    cols = [col if i % 2 == 0 else col[..., :, ::-1] for i in range(reps)]
-    return np.concatenate(cols, axis=-1)
-
-
-def _write_like(src_path: Path, data: np.ndarray, out: Path) -> Path:
-    src = gdal.Open(str(src_path))
-    data = data.reshape(-1, *data.shape[-2:])
-    ds = gdal.GetDriverByName("GTiff").Create(
-        str(out), data.shape[2], data.shape[1], data.shape[0],
-        src.GetRasterBand(1).DataType, ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"],
-    )
-    ds.SetGeoTransform(src.GetGeoTransform())
-    ds.SetProjection(src.GetProjection())
-    for i, band in enumerate(data):
-        ds.GetRasterBand(i + 1).WriteArray(band)
-        ds.GetRasterBand(i + 1).SetDescription(src.GetRasterBand(i + 1).GetDescription())
-    ds = None
-    return out
-
-
-def mosaic(pan_size: int, folder: Path) -> tuple[Path, Path]:
-    """PAN (pan_size^2) and MS (pan_size/2)^2 mosaics of the sample."""
-    reps = pan_size // 512
-    pan = gdal.Open(str(SAMPLE_PAN)).ReadAsArray()
-    ms = gdal.Open(str(SAMPLE_MS)).ReadAsArray()
-    return (
-        _write_like(SAMPLE_PAN, _mirror_tile(pan, reps), folder / f"pan_{pan_size}.tif"),
-        _write_like(SAMPLE_MS, _mirror_tile(ms, reps), folder / f"ms_{pan_size}.tif"),
-    )
 
 
 # --------------------------------------------------------------------------- measurements
@@ -141,7 +107,7 @@ def model_only(model: Path, checkpoint: Path, tile: int, tiles: int, threads: in
     ms = gdal.Open(str(SAMPLE_MS)).ReadAsArray().astype(np.float32)
     pan = (pan - pan.mean()) / pan.std()
     ms = (ms - ms.mean(axis=(1, 2), keepdims=True)) / ms.std(axis=(1, 2), keepdims=True)
-    pan, ms = _mirror_tile(pan, 2), _mirror_tile(ms, 2)
+    pan, ms = mirror_tile(pan, 2), mirror_tile(ms, 2)
     r, t = cfg.ratio, tile // cfg.ratio
     batches = []
     for _ in range(tiles):
@@ -172,29 +138,6 @@ OP_GROUPS = {
                                    "FusedGemm", "Einsum"),
     "layout (NCHWc reorders, Transpose)": ("ReorderInput", "ReorderOutput", "Transpose"),
 }
-
-
-def cpu_session_options(threads: int):
-    """onnxruntime options as the plugin's sessions have them
-    (engine/session.session_options), on ``threads`` intra-op threads."""
-    import onnxruntime as ort
-
-    from ada3d_qgis.engine.session import session_options
-
-    so = session_options(ort)
-    so.intra_op_num_threads = threads
-    return so
-
-
-def random_tile_feeds(meta, tile: int) -> dict[str, np.ndarray]:
-    """Random normalised inputs of one ``tile`` x ``tile`` PAN tile (a multiple
-    of the ratio) for the model described by ``meta``, context weight 0."""
-    rng = np.random.default_rng(0)
-    n = tile // meta.ratio
-    return {"ms": rng.standard_normal((1, meta.bands, n, n), np.float32),
-            "pan": rng.standard_normal((1, 1, n * meta.ratio, n * meta.ratio), np.float32),
-            "context": np.zeros((1, meta.context_size), np.float32),
-            "context_weight": np.zeros((1, 1), np.float32)}
 
 
 def op_profile(model: Path, tile: int, threads: int) -> dict[str, float]:

@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.formulations import best_of, measure
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO / "ada3d_qgis" / "models" / "ada3d_r2_4b_landsat.onnx"
+from bench.common import DEFAULT_MODEL, REPO, best_of, measure_tile
 
 
 def main() -> None:
@@ -43,7 +40,7 @@ def main() -> None:
     # Round robin, so that a drift of the machine's speed touches every size alike.
     for _ in range(args.rounds):
         for w in windows:
-            runs[w].append(measure(args.model, w, args.threads))
+            runs[w].append(measure_tile(args.model, w, args.threads))
             print(f"{w:4d} px: {runs[w][-1]['seconds']:6.2f} s, peak "
                   f"{runs[w][-1]['peak_above_rest_mib']:5d} MiB above rest", flush=True)
     best = {w: best_of(rs) for w, rs in runs.items()}

@@ -42,7 +42,7 @@ FP16_SUFFIX = "_fp16"
 #: many values of order one passes float16's largest finite value (65,504), and
 #: whether a GPU kernel accumulates in float32 is the kernel's choice. Pinning
 #: it in the graph makes the result independent of that choice; the cost is
-#: a Cast before and after each ReduceMean (in bench/gpu_estimate.py's count).
+#: a Cast before and after each ReduceMean.
 KEEP_FLOAT32 = ("ReduceMean",)
 
 #: Largest |float16 - float32| accepted on CPU, in the model's normalised space

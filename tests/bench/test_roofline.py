@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 
 from ada3d_qgis.engine.session import read_metadata
 from bench import roofline
-from bench.gpu_estimate import traffic
+from bench.graph_cost import traffic
 
 
 def test_a_slice_counts_what_it_copies_not_its_whole_input(tmp_path):
