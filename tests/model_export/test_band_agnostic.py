@@ -3,7 +3,8 @@ export with a dynamic band count."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,7 +17,8 @@ from ada3d_qgis.core.metadata import ModelMetadata
 from ada3d_qgis.core.normalise import BandStats
 from model_export import export
 from model_export.band_agnostic import PooledSpatialInput, trained_band_range
-from model_export.data import PatchDataset, PreparedScene, draw_bands, select_bands
+from model_export.checkpoints import load_checkpoint_dict
+from model_export.data import DataConfig, PatchDataset, PreparedScene, draw_bands, select_bands
 from model_export.model import (
     Ada3D,
     Ada3DConfig,
@@ -24,7 +26,7 @@ from model_export.model import (
     randomise_zero_init,
     receptive_field_halo,
 )
-from model_export.train import config_from_args
+from model_export.train import TrainConfig, config_from_args, train
 
 SMALL = dict(
     channels=4,
@@ -210,3 +212,76 @@ def test_legacy_export_refuses_a_band_agnostic_model(tmp_path):
     with pytest.raises(ValueError, match="dynamo"):
         export.export_checkpoint(ckpt, tmp_path / "any.onnx", dynamo=False, check=False)
     assert not list(tmp_path.glob("*.onnx*"))
+
+
+@pytest.fixture(scope="module")
+def five_band_halves(tmp_path_factory) -> list[str]:
+    """West (training) and east (validation) halves of the Landsat 8 sample with
+    a fifth band (a NIR-red mixture, standing in for SWIR1)."""
+    from osgeo import gdal
+
+    folder = tmp_path_factory.mktemp("five")
+    data = Path(__file__).resolve().parents[1] / "data"
+    ms = gdal.Open(str(data / "l8_ms.tif"))
+    arr = ms.ReadAsArray().astype(np.float64)
+    stack = np.concatenate([arr, (0.5 * arr[3] + 0.5 * arr[2])[None]]).astype(np.uint16)
+    scenes = []
+    for name, x in (("west", 0), ("east", 128)):
+        path = folder / f"{name}_ms.tif"
+        ds = gdal.GetDriverByName("GTiff").Create(str(path), 128, 256, 5, gdal.GDT_UInt16)
+        gt = list(ms.GetGeoTransform())
+        gt[0] += x * gt[1]
+        ds.SetGeoTransform(gt)
+        ds.SetProjection(ms.GetProjection())
+        for b in range(5):
+            ds.GetRasterBand(b + 1).WriteArray(stack[b, :, x : x + 128])
+        ds = None
+        pan = folder / f"{name}_pan.tif"
+        gdal.Translate(str(pan), str(data / "l8_pan.tif"), srcWin=[2 * x, 0, 256, 512])
+        scenes.append(f"{path},{pan},{name}")
+    return scenes
+
+
+def _agnostic_run(scenes: list[str], out: Path, **kw) -> TrainConfig:
+    return TrainConfig(
+        data=DataConfig(
+            scenes=scenes,
+            val_groups=["east"],
+            band_names=["B", "G", "R", "NIR", "SWIR1"],
+            random_bands=[3, 5],
+        ),
+        out=str(out),
+        model={**SMALL, "layers": 1, "band_agnostic": True, "refine_hidden": 2},
+        patch=32,
+        batch_size=4,
+        epoch_samples=16,
+        epochs=2,
+        progress=False,
+        threads=1,
+        **kw,
+    )
+
+
+def test_training_resumes_exactly_across_gradient_checkpointing(five_band_halves, tmp_path):
+    whole = train(_agnostic_run(five_band_halves, tmp_path / "whole"))
+    assert whole["epoch"] == 2
+    out = tmp_path / "split"
+    first = train(_agnostic_run(five_band_halves, out, max_steps=6, grad_checkpoint=True))
+    assert first["stop_reason"] == "max_steps"
+    train(_agnostic_run(five_band_halves, out, resume=True))
+    a = load_checkpoint_dict(tmp_path / "whole" / "last.pt")
+    b = load_checkpoint_dict(out / "last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    # The B, G, R, NIR subset is validated beside all five bands, with its references.
+    subset = b["validation"]["subsets"]["B,G,R,NIR"]
+    assert set(subset["baselines"]) == {"bilinear", "cubic"}
+    assert subset["ergas"] != b["validation"]["ergas"]
+    with pytest.raises(ValueError, match="cannot resume with a different patch"):
+        train(replace(_agnostic_run(five_band_halves, out, resume=True), patch=16))
+
+
+def test_random_bands_need_a_band_agnostic_model(five_band_halves, tmp_path):
+    cfg = _agnostic_run(five_band_halves, tmp_path / "run")
+    cfg.model["band_agnostic"] = False
+    with pytest.raises(ValueError, match="--band-agnostic"):
+        train(cfg)
