@@ -285,3 +285,38 @@ def test_random_bands_need_a_band_agnostic_model(five_band_halves, tmp_path):
     cfg.model["band_agnostic"] = False
     with pytest.raises(ValueError, match="--band-agnostic"):
         train(cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bands", [3, 5])
+def test_band_agnostic_graph_runs_in_the_oldest_planned_onnxruntime(
+    agnostic_model, tmp_path, bands
+):
+    """The dynamic band dimension needs nothing newer than the shipped models do."""
+    import os
+    import subprocess
+    import sys
+
+    from test_oldest_onnxruntime import CHILD, OLDEST, REPO
+
+    from ada3d_qgis.dependencies.plan import oldest_onnxruntime
+    from ada3d_qgis.engine.session import open_session
+
+    if not OLDEST.is_dir():
+        pytest.skip("scripts/setup.sh installs .venv/ort-oldest")
+    rng = np.random.default_rng(bands)
+    ms = rng.standard_normal((bands, 24, 24)).astype(np.float32)
+    pan = rng.standard_normal((48, 48)).astype(np.float32)
+    expected, _ = open_session(agnostic_model, "cpu").run(ms, pan)
+    np.save(tmp_path / "ms.npy", ms)
+    np.save(tmp_path / "pan.npy", pan)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(OLDEST), str(REPO)]))
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, oldest_onnxruntime(), str(agnostic_model),
+         str(tmp_path / "ms.npy"), str(tmp_path / "pan.npy"), str(tmp_path / "out.npy")],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    old = np.load(tmp_path / "out.npy")
+    assert old.shape == expected.shape == (bands, 48, 48)
+    assert float(np.abs(old - expected).max()) <= 1e-5
