@@ -117,7 +117,7 @@ def run_batch(
                 continue
             folders[i] = planned.folder
             result.plan_seconds = planned.finished - planned.started
-            for line in planned.plan.log[:2]:
+            for line in planned.plan.log:
                 bar.write(f"{scene_name(result.scene)}: {line}")
             plans[i] = fut
             strips = [

@@ -203,13 +203,14 @@ def _plan(opts: RunOptions, started: float) -> Planned:
             ds = None
         return Planned(opts.output, started, None, expected, str(folder), megapixels)
     with quiet_gdal():
-        prepare_output(opts.output, opts.driver, pair, meta.ratio, meta.output_dtype,
-                       opts.creation_options)
+        notes = prepare_output(opts.output, opts.driver, pair, meta.ratio, meta.output_dtype,
+                               opts.creation_options)
     opts = replace(opts, model=str(checked.choice.path))
     model = model_session(opts.model, opts.device)
     _, inputs = scene_inputs(opts)
     with quiet_gdal():
         plan = plan_scene(opts, checked, model, inputs)
+    plan.log.extend(notes)
     folder.mkdir(exist_ok=True)
     return Planned(opts.output, started, plan, expected, str(folder), plan.megapixels,
                    finished=time.time())
