@@ -1,7 +1,7 @@
 """``make bench-batch``: throughput of ``python -m ada3d_qgis.batch`` with 1 and
 2 workers on this machine, and what limits a cluster of N machines.
 
-Scenes: mirrored mosaics of the embedded Landsat 8 sample (``bench.speed.mosaic``),
+Scenes: mirrored mosaics of the embedded Landsat 8 sample (``bench.common.mosaic``),
 one copy per scene. Measured in one run: the engine alone on one scene
 (``pipeline.run``, no Dask), the batch on a LocalCluster of each worker count
 (wall time, PAN megapixels per second), per scene its plan task (statistics and
@@ -25,9 +25,8 @@ from ada3d_qgis.batch.report import table
 from ada3d_qgis.batch.runner import DONE, start_cluster, timed_batch
 from ada3d_qgis.engine.feedback import QuietFeedback
 from ada3d_qgis.engine.pipeline import run
-from bench.common import mosaic
+from bench.common import REPO, mosaic
 
-REPO = Path(__file__).resolve().parents[1]
 #: No-op tasks timed for the scheduler's round trip per task.
 NOOP_TASKS = 2000
 #: Machine counts of the projection table.
