@@ -9,6 +9,11 @@ writes a float32 fused GeoTIFF on the PAN grid. Classical baselines:
 - ``GDAL Brovey (fitted)``: the same with per-band weights fitted to the scene
   (least squares of the PAN, degraded to the MS grid, on the MS bands);
 - ``OTB RCS``, ``OTB LMVM``, ``OTB Bayes``: ``otbcli_BundleToPerfectSensor``.
+
+``projected(method)`` (issue 18 item 4, a candidate, measured here before any
+option ships) follows a method by a consistency projection: the fused image
+plus the cubic upsampling of what the MS and the fused image, degraded by the
+MTF model, still differ by.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
-from ada3d_qgis.core.degrade import degrade
+from ada3d_qgis.core.degrade import DEFAULT_MS_GAIN, degrade, upsample_cubic
 
 gdal.UseExceptions()
 
@@ -88,6 +93,35 @@ def ada3d(model: Path | None = None) -> Method:
         if model is not None:
             params["MODEL"] = str(model)
         _processing_run("ada3d:pansharpen", params)
+
+    return run
+
+
+def consistency_projection(
+    fused: np.ndarray, ms: np.ndarray, ratio: int, steps: int = 2
+) -> np.ndarray:
+    """``fused`` (L, H, W) moved towards degrade(fused) == ``ms`` (L, H/r, W/r):
+    each step adds the cubic upsampling of the remaining low-resolution difference."""
+    out = np.asarray(fused, np.float64)
+    rows, cols = ms.shape[-2] * ratio, ms.shape[-1] * ratio
+    for _ in range(steps):
+        residual = ms - degrade(out[:, :rows, :cols], ratio, DEFAULT_MS_GAIN)
+        out[:, :rows, :cols] += upsample_cubic(residual, ratio)
+    return out
+
+
+def projected(method: Method) -> Method:
+    def run(ms: Path, pan: Path, out: Path) -> None:
+        method(ms, pan, out)
+        ms_a = gdal.Open(str(ms)).ReadAsArray().astype(np.float64)
+        ms_a = ms_a.reshape(-1, *ms_a.shape[-2:])
+        ds = gdal.Open(str(out), gdal.GA_Update)
+        fused = ds.ReadAsArray().astype(np.float64).reshape(-1, ds.RasterYSize, ds.RasterXSize)
+        ratio = round(gdal.Open(str(ms)).GetGeoTransform()[1] / ds.GetGeoTransform()[1])
+        fixed = consistency_projection(fused, ms_a, ratio)
+        for i in range(fixed.shape[0]):
+            ds.GetRasterBand(i + 1).WriteArray(fixed[i])
+        ds = None
 
     return run
 

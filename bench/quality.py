@@ -160,6 +160,8 @@ def main() -> None:
                         help="extra Ada3D .onnx to score (default: the shipped model per ratio)")
     parser.add_argument("--out", type=Path, default=REPO / "docs")
     parser.add_argument("--shared", type=Path, default=SHARED)
+    parser.add_argument("--projection", action="store_true",
+                        help="also score each Ada3D model followed by methods.projected")
     parser.add_argument("--bands", type=int, choices=(4, 6), default=4,
                         help="4: B, G, R, NIR (the shipped models); 6: with SWIR1, SWIR2")
     args = parser.parse_args()
@@ -176,6 +178,9 @@ def main() -> None:
         for model in args.model:
             all_methods[f"Ada3D ({model.stem})"] = methods.ada3d(model)
         ours_name = next(m for m in all_methods if m.startswith("Ada3D"))
+        if args.projection:
+            for name in [m for m in all_methods if m.startswith("Ada3D")]:
+                all_methods[f"{name} + projection"] = methods.projected(all_methods[name])
         per_case = {}
         for case in cases:
             with tempfile.TemporaryDirectory() as tmp:
