@@ -35,6 +35,8 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from ada3d_qgis.core.metadata import INPUT_NAMES as ONNX_INPUTS
+from ada3d_qgis.core.metadata import OUTPUT_NAMES as ONNX_OUTPUTS
 from ada3d_qgis.core.metadata import ModelMetadata
 from ada3d_qgis.core.normalise import METHOD as NORMALISATION_METHOD
 from ada3d_qgis.engine.session import TILE_BUDGET_MIB
@@ -47,8 +49,8 @@ from model_export.model import Ada3D, Ada3DConfig, AdaptiveConv3d, receptive_fie
 log = logging.getLogger(__name__)
 
 OPSET = 18
-INPUT_NAMES = ["ms", "pan", "context", "context_weight"]
-OUTPUT_NAMES = ["fused", "context_out"]
+INPUT_NAMES = list(ONNX_INPUTS)
+OUTPUT_NAMES = list(ONNX_OUTPUTS)
 #: Largest onnxruntime-vs-PyTorch difference accepted (inputs in [0, 1]).
 PARITY_TOLERANCE = 1e-4
 #: Memory an onnxruntime session may take for one tile by default (MiB, by
@@ -176,9 +178,13 @@ def write_metadata(onnx_path: str | Path, meta: ModelMetadata) -> None:
 
 
 def ort_session(onnx_path: str | Path, threads: int = 0):
+    """A CPU session with the plugin's own options, so that what the export
+    checks is what the plugin runs."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
+    from ada3d_qgis.engine.session import session_options
+
+    opts = session_options(ort)
     # The memory pattern nearly doubles peak memory here (see tile_memory_mib).
     opts.enable_mem_pattern = False
     if threads:
