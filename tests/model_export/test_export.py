@@ -66,16 +66,30 @@ def test_file_is_a_valid_self_contained_onnx_model(exported):
     assert ms_dims[1].dim_value == CONFIG.bands
 
 
+def _graphs(graph):
+    """``graph`` and every subgraph of its nodes (a Scan's body), depth first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _graphs(sub)
+
+
 def test_graph_uses_gather_or_einsum_and_no_forbidden_ops(exported):
     proto = onnx.load(str(exported[0]))
-    ops = {(n.domain, n.op_type) for n in proto.graph.node}
+    nodes = [n for g in _graphs(proto.graph) for n in g.node]
+    ops = {(n.domain, n.op_type) for n in nodes}
     assert all(domain in ("", "ai.onnx") for domain, _ in ops), ops
     types = {t for _, t in ops}
     assert types & {"Gather", "GatherElements", "Einsum"}
-    assert not types & {"Unfold", "Im2Col", "Col2Im", "Loop", "Scan"}
-    # The 27-tap kernel is never built: no tensor of 27 taps times the bands
-    # (the spatial kernel's C * 27 channels appear, but no C * L * 27 product).
-    assert "Gather" in types
+    assert not types & {"Unfold", "Im2Col", "Col2Im", "Loop"}
+    # The only loop is the strips formulation's Scan over row strips, and the
+    # adaptive convolution it runs gathers its taps.
+    scans = [n for n in proto.graph.node if n.op_type == "Scan"]
+    assert scans
+    for scan in scans:
+        body = [n.op_type for g in _graphs(scan.attribute[0].g) for n in g.node]
+        assert "Gather" in body
 
 
 def test_onnxruntime_matches_pytorch_at_a_new_size_and_batch(exported):
@@ -176,28 +190,31 @@ def test_default_tile_size_of_the_shipped_configuration_is_256():
 def test_no_slice_copies_a_window_only_another_slice_reads(exported):
     # The shifted windows of the adaptive convolution are one Slice over rows
     # and columns (model_export.graph_passes), not a row copy then a column copy.
-    proto = onnx.load(str(exported[0]))
-    producer = {out: n for n in proto.graph.node for out in n.output}
-    readers: dict[str, list] = {}
-    for n in proto.graph.node:
-        for name in n.input:
-            readers.setdefault(name, []).append(n.op_type)
-    slices = [n for n in proto.graph.node if n.op_type == "Slice"]
-    assert any(len(n.input) == 5 and producer.get(n.input[1]) is not None for n in slices)
-    chained = [n.name for n in slices if readers.get(n.output[0]) and
-               set(readers[n.output[0]]) == {"Slice"}]
-    assert chained == []
+    # Each graph (the main one, the Scan bodies) on its own.
+    merged, chained = 0, []
+    for graph in _graphs(onnx.load(str(exported[0])).graph):
+        producer = {out: n for n in graph.node for out in n.output}
+        readers: dict[str, list] = {}
+        for n in graph.node:
+            for name in n.input:
+                readers.setdefault(name, []).append(n.op_type)
+        slices = [n for n in graph.node if n.op_type == "Slice"]
+        merged += sum(len(n.input) == 5 and producer.get(n.input[1]) is not None
+                      for n in slices)
+        chained += [n.name for n in slices if readers.get(n.output[0]) and
+                    set(readers[n.output[0]]) == {"Slice"}]
+    assert merged > 0 and chained == []
 
 
 def test_formulation_option_exports_the_same_model_with_other_ops(exported, tmp_path):
-    path = exported[0]
-    ckpt = path.with_name("tiny.pt")
-    out = tmp_path / "gather_mul.onnx"
-    # The export's own parity check against PyTorch runs on this file too.
-    assert export.main(["--checkpoint", str(ckpt), "--out", str(out),
-                        "--formulation", "gather_mul"]) == 0
+    ckpt = exported[0].with_name("tiny.pt")
+    paths = [tmp_path / "tap_gather.onnx", tmp_path / "gather_mul.onnx"]
+    # The export's own parity check against PyTorch runs on these files too.
+    for path in paths:
+        assert export.main(["--checkpoint", str(ckpt), "--out", str(path),
+                            "--formulation", path.stem]) == 0
     gathers = [sum(n.op_type == "Gather" for n in onnx.load(str(p)).graph.node)
-               for p in (path, out)]
+               for p in paths]
     # Tap by tap: one Gather per tap; gather_mul: one per three taps.
     assert gathers[0] > gathers[1] > 0
     with pytest.raises(ValueError, match="formulation must be one of"):
