@@ -292,7 +292,8 @@ def output_types(inputs: AlignedInputs, model: ModelSession, stats: SceneStats):
 
 def band_descriptions(inputs: AlignedInputs, model: ModelSession) -> list[str]:
     """The MS band descriptions, or the model's band names where there are none."""
-    names = model.metadata.band_names
+    # A band-agnostic model's trained names say nothing of the selected bands.
+    names = model.metadata.for_bands(inputs.bands).band_names
     return [d or (names[i] if i < len(names) else "") for i, d in enumerate(inputs.ms_descriptions)]
 
 
@@ -534,5 +535,5 @@ def _run_aligned(
         out_grid.width,
         out_grid.height,
         seconds,
-        list(model.metadata.band_names),
+        list(model.metadata.for_bands(inputs.bands).band_names),
     )

@@ -108,3 +108,21 @@ def test_four_bands_keep_the_model_made_for_them(ada3d_provider, installed, six_
     assert result["MODEL_USED"] == str(installed / "fixed_4b.onnx")
     assert "preferred to the band-agnostic any.onnx" in line, line
     assert fused.shape == (4, 98, 98)
+
+
+def test_bands_without_descriptions_get_no_trained_band_names(
+    ada3d_provider, installed, six_band, tmp_path
+):
+    """The band-agnostic model was trained on B, G, R, NIR, SWIR1, SWIR2, but
+    any three bands may be selected: their output is not labelled by those names."""
+    pan, ms = six_band
+    bare = tmp_path / "bare.tif"
+    gdal.Translate(str(bare), str(ms))
+    ds = gdal.Open(str(bare), gdal.GA_Update)
+    for i in range(6):
+        ds.GetRasterBand(i + 1).SetDescription("")
+    ds = None
+    result, _, fused = _run(pan, bare, tmp_path / "fused.tif", [4, 5, 6])
+    out = gdal.Open(result["OUTPUT"])
+    names = [out.GetRasterBand(i + 1).GetDescription() for i in range(out.RasterCount)]
+    assert fused.shape[0] == 3 and names == ["band1", "band2", "band3"]
