@@ -14,10 +14,10 @@ same GeoTIFF files:
 Prints a Markdown table per ratio (means over scenes) and writes it, with the
 per-scene numbers as JSON, under docs/.
 
-``--bands 6`` (issue 18) scores the six-band scenes instead (B, G, R, NIR,
-SWIR1, SWIR2: all FuseBox bands, Landsat 8 B2-B7), written to
-docs/quality_r{ratio}_6b.*: no shipped model takes six bands, so the Ada3D
-rows are the ``--model`` files (a band-agnostic model).
+``--bands N`` (issue 18) scores the first N of B, G, R, NIR, SWIR1, SWIR2
+instead (3: the colour bands; 6: all FuseBox bands, Landsat 8 B2-B7), written
+to docs/quality_r{ratio}_{N}b.*: no shipped model takes other than four bands,
+so the Ada3D rows are then the ``--model`` files (a band-agnostic model).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def load_cases(shared: Path, bands: int = 4) -> list[Case]:
         load_geotiff_pair,
     )
 
-    l7_bands = FUSEBOX_ALL_BANDS if bands == 6 else FUSEBOX_DEFAULT_BANDS
+    l7_bands = FUSEBOX_ALL_BANDS[:bands] if bands != 4 else FUSEBOX_DEFAULT_BANDS
     cases = []
     for spec in fusebox_specs(shared / "landsat7_fusebox"):
         if spec.group == VAL_GROUP:
@@ -73,7 +73,7 @@ def load_cases(shared: Path, bands: int = 4) -> list[Case]:
     l8 = shared / "landsat8"
     with tempfile.TemporaryDirectory() as tmp:
         vrt = str(Path(tmp) / "ms.vrt")
-        l8_bands = L8_BANDS_6 if bands == 6 else L8_BANDS
+        l8_bands = L8_BANDS_6[:bands] if bands != 4 else L8_BANDS
         gdal.BuildVRT(vrt, [str(l8 / f"l8_{b}.tif") for b in l8_bands], separate=True)
         ms, pan, _, _ = load_geotiff_pair(vrt, l8 / "l8_B8.tif", 2)
     cases.append(Case("L8 LC80200392015216", ms, pan, 65535.0))
@@ -162,11 +162,11 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--projection", action="store_true",
                         help="also score each Ada3D model followed by methods.projected")
-    parser.add_argument("--bands", type=int, choices=(4, 6), default=4,
-                        help="4: B, G, R, NIR (the shipped models); 6: with SWIR1, SWIR2")
+    parser.add_argument("--bands", type=int, choices=(3, 4, 5, 6), default=4,
+                        help="the first N of B, G, R, NIR, SWIR1, SWIR2 (4: the shipped models')")
     args = parser.parse_args()
-    if args.bands == 6 and not args.model:
-        parser.error("no shipped model takes 6 bands: give a band-agnostic --model")
+    if args.bands != 4 and not args.model:
+        parser.error(f"no shipped model takes {args.bands} bands: give a band-agnostic --model")
     app = start_qgis()  # noqa: F841 - keep QGIS alive for processing.run
     cases = load_cases(args.shared, args.bands)
     args.out.mkdir(parents=True, exist_ok=True)
