@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
+from ada3d_qgis.engine.session import cpu_layout
 from bench import graph_cost, roofline
 from bench.common import (
     DEFAULT_CHECKPOINT,
@@ -294,7 +295,8 @@ def main() -> None:
     report = {"threads": args.threads, "matmul_macs_per_s": peak, "model": args.model.name,
               "macs_per_pan_pixel": macs_per_px, "graph_cost_64": cost, "model_only": mo,
               "op_profile": profile, "roofline": roof, "end_to_end": rows,
-              "tile_size": meta.tile_size, "overlap": meta.overlap, "ratio": meta.ratio}
+              "tile_size": meta.tile_size, "overlap": meta.overlap, "ratio": meta.ratio,
+              "cpu_workers": cpu_layout()[0]}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps(report, indent=1, default=str))
     write_report(report, args.out)
@@ -305,12 +307,15 @@ OTB = "OTB bayes"
 
 
 def windows(report: dict, size: int) -> str:
-    """The plugin's tile plan for a mosaic of ``size``^2 PAN pixels (its output
-    is one PAN pixel short on each side: the MS grid's half-pixel offset)."""
+    """The plugin's tile plan for a mosaic of ``size``^2 PAN pixels (the whole
+    PAN: the MS covers every PAN pixel's centre), its windows shared by the
+    tiles a CPU session runs at once."""
+    from ada3d_qgis.engine.pipeline import shared_tile_size
     from ada3d_qgis.engine.tiling import context_tile_count, tile_grid
 
-    out = size - 2
-    tiles = tile_grid(out, out, report["tile_size"], report["overlap"], report["ratio"])
+    r, overlap = report["ratio"], report["overlap"]
+    tile = shared_tile_size(report["tile_size"], report.get("cpu_workers", 1), overlap, r)
+    tiles = tile_grid(size, size, tile, overlap, r)
     return (f"{len(tiles)} + {context_tile_count(len(tiles))} of "
             f"{tiles[0].width}² px")
 

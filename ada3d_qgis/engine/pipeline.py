@@ -16,6 +16,7 @@ to the secondary, debug level.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -266,11 +267,22 @@ def pooled_context(
 # --------------------------------------------------------------------------- the run
 
 
+def shared_tile_size(model_tile: int, workers: int, overlap: int, ratio: int) -> int:
+    """The default window when ``workers`` tiles run at once: they share the
+    memory one window of the model's tile size was sized for (its area), but
+    never shrink below four overlaps."""
+    shared = int(model_tile / math.sqrt(max(workers, 1)))
+    return round_up(max(shared, 4 * overlap, ratio), ratio)
+
+
 def plan_tiles(model: ModelSession, inputs: AlignedInputs, opts: RunOptions, feedback: Feedback):
-    """Tile size and overlap (user or metadata, rounded to the ratio) and the grid."""
+    """Tile size and overlap (user, or the metadata's shared by the tiles run at
+    once; rounded to the ratio) and the grid."""
     meta, r = model.metadata, inputs.ratio
-    tile_size = round_up(opts.tile_size or meta.tile_size, r)
     overlap = round_up(opts.overlap or meta.overlap, r)
+    tile_size = round_up(
+        opts.tile_size or shared_tile_size(meta.tile_size, model.workers, overlap, r), r
+    )
     if overlap < meta.halo:
         warn(
             feedback,

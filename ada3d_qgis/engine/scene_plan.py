@@ -26,7 +26,7 @@ from .pipeline import (
     _write_tile,
     band_descriptions,
     batches,
-    fuse_tiles,
+    fuse_in_order,
     output_types,
     plan_tiles,
     pooled_context,
@@ -149,8 +149,10 @@ def fuse_strip(
     first, stop = plan.strips[index]
     tiles = plan.tiles[first:stop]
     sink = _StripSink(plan, index)
-    for batch in batches(tiles, model.tiles_per_run(tiles[0].width, tiles[0].height)):
-        fused = fuse_tiles(model, inputs, batch, plan.stats, plan.context, plan.weight)
+    runs = batches(tiles, model.tiles_per_run(tiles[0].width, tiles[0].height))
+    # As pipeline.run does: up to model.workers tiles at once on a CPU.
+    for batch, fused in fuse_in_order(model, inputs, runs, plan.stats, plan.context,
+                                      plan.weight, QuietFeedback()):
         for tile, result in zip(batch, fused):
             _write_tile(sink, tile, result, plan.gdal_type, plan.nodata)  # type: ignore[arg-type]
     return sink.y0, sink.block
