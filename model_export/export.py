@@ -103,6 +103,28 @@ def example_inputs(cfg: Ada3DConfig, lr_size: int, batch: int = 1, seed: int = 0
     return ms, pan, context, torch.zeros(batch, 1)
 
 
+#: The dynamic axes of every input and output: the one table both exporters
+#: read (the PAN's sizes are the ratio times the MS's).
+DYNAMIC_AXES = {
+    "ms": {0: "batch", 2: "rows", 3: "cols"},
+    "pan": {0: "batch", 2: "pan_rows", 3: "pan_cols"},
+    "context": {0: "batch"},
+    "context_weight": {0: "batch"},
+    "fused": {0: "batch", 2: "pan_rows", 3: "pan_cols"},
+    "context_out": {0: "batch"},
+}
+
+
+def _dynamic_shapes(cfg: Ada3DConfig) -> dict[str, dict[int, Any]]:
+    """:data:`DYNAMIC_AXES` of the inputs as torch.export dimensions."""
+    rows = torch.export.Dim("rows", min=2)
+    cols = torch.export.Dim("cols", min=2)
+    dims = {"batch": torch.export.Dim("batch", min=1), "rows": rows, "cols": cols,
+            "pan_rows": cfg.ratio * rows, "pan_cols": cfg.ratio * cols}
+    return {name: {axis: dims[dim] for axis, dim in DYNAMIC_AXES[name].items()}
+            for name in INPUT_NAMES}
+
+
 def export_onnx(model: Ada3D, out_path: str | Path, dynamo: bool = True) -> None:
     """Write ``model`` as ONNX (single file, dynamic batch/height/width)."""
     cfg = model.config
@@ -112,15 +134,7 @@ def export_onnx(model: Ada3D, out_path: str | Path, dynamo: bool = True) -> None
     wrapper.requires_grad_(False)
     args = example_inputs(cfg, 8, batch=2)
     if dynamo:
-        batch = torch.export.Dim("batch", min=1)
-        rows = torch.export.Dim("rows", min=2)
-        cols = torch.export.Dim("cols", min=2)
-        dynamic_shapes = {
-            "ms": {0: batch, 2: rows, 3: cols},
-            "pan": {0: batch, 2: cfg.ratio * rows, 3: cfg.ratio * cols},
-            "context": {0: batch},
-            "context_weight": {0: batch},
-        }
+        dynamic_shapes = _dynamic_shapes(cfg)
         if cfg.band_agnostic:
             add_band_dims(dynamic_shapes, cfg)
         with warnings.catch_warnings():
@@ -142,14 +156,6 @@ def export_onnx(model: Ada3D, out_path: str | Path, dynamo: bool = True) -> None
         if cfg.band_agnostic:
             # Its trace fixes the band count of the spectral gathers.
             raise ValueError("a band-agnostic model needs the dynamo exporter (no --legacy)")
-        dynamic_axes = {
-            "ms": {0: "batch", 2: "rows", 3: "cols"},
-            "pan": {0: "batch", 2: "pan_rows", 3: "pan_cols"},
-            "context": {0: "batch"},
-            "context_weight": {0: "batch"},
-            "fused": {0: "batch", 2: "pan_rows", 3: "pan_cols"},
-            "context_out": {0: "batch"},
-        }
         torch.onnx.export(
             wrapper,
             args,
@@ -157,7 +163,7 @@ def export_onnx(model: Ada3D, out_path: str | Path, dynamo: bool = True) -> None
             dynamo=False,
             input_names=INPUT_NAMES,
             output_names=OUTPUT_NAMES,
-            dynamic_axes=dynamic_axes,
+            dynamic_axes=DYNAMIC_AXES,
             opset_version=OPSET,
         )
     proto = onnx.load(str(out_path))
