@@ -269,26 +269,10 @@ def parity_check(
 
 def tile_memory_mib(cfg: Ada3DConfig, tile_size: int) -> float:
     """Peak resident memory (MiB) of an onnxruntime CPU session running
-    (tile_size x tile_size PAN) tiles.
-
-    Calibrated on this machine (onnxruntime 1.31, dynamo export, peak RSS of
-    the process over repeated runs): paper configuration 780 MiB at 192 px
-    and 1299 MiB at 256 px, the 16-channel, 2-block configuration 473 MiB at
-    256 px; about 110 MiB is the runtime itself. That holds with either the
-    CPU arena off (``enable_cpu_mem_arena = False``, as the plugin's session
-    does: 760 MiB for the paper configuration at 192 px) or the memory
-    pattern off (``enable_mem_pattern = False``). With both on (onnxruntime's
-    defaults) repeated runs take about 1.8 times as much (1436 MiB) for no
-    speed gain.
-
-    Calibrated with the earlier "gather_mul" formulation. The tap-by-tap
-    one exported now takes less: ``python -m bench.tile_sizes`` measures 199
-    MiB above the session's resting size at 256 px for the shipped
-    configuration (docs/tile_sizes.md; 220 to 290 in single runs with the
-    layout optimisations on), where this gives 420 above its 110. The
-    head-room is kept on purpose: what glibc keeps of the freed tensors varies from run to run
-    and from one tile size to the next (up to five times the live tensors for
-    the paper configuration at 192 px; see docs/design.md).
+    (tile_size x tile_size PAN) tiles: an upper estimate, linear in the tile's
+    area and the feature channels, with head-room for what glibc keeps of
+    freed tensors (docs/design.md, "Memory on the CPU", says how it was
+    calibrated; docs/tile_sizes.md measures the shipped configuration).
     """
     per_pixel = 100 * cfg.channels * cfg.bands + 20 * cfg.spatial_channels  # bytes
     return 110 + tile_size * tile_size * per_pixel / 2**20
