@@ -102,7 +102,7 @@ def run_until(params: dict[str, str], tiles: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=20480, help="PAN size (multiple of 512)")
-    parser.add_argument("--tiles", type=int, default=200,
+    parser.add_argument("--tiles", type=int, default=300,
                         help="model runs (pass 1 included) before cancelling")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "memory.json")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
