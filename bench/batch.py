@@ -118,7 +118,7 @@ def limits(runs: list[dict], echo) -> None:
     gain = one["wall"] / more["wall"]
     here = (
         f"with {more['workers']} workers on this machine the speed-up is {gain:.2f}: one "
-        "onnxruntime session already spreads a tile over every core, so further workers on "
+        "worker already runs a strip's tiles on every core, so further workers on "
         "the same machine only compete for them; run one worker per machine (more only where "
         "cores would otherwise idle, e.g. beside a GPU)."
         if gain < 1.1 else
