@@ -351,7 +351,7 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
             ) from exc
         except Ada3DError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        register_output(context, str(result.output), self._layer_name, result.band_names)
+        register_output(context, output, self._layer_name, result.band_names)
         return {
             self.OUTPUT: str(result.output),
             self.MODEL_USED: str(result.model),
