@@ -200,9 +200,9 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
                 minValue=0,
             ),
             "Edge of the square tiles the image is processed in. Memory grows with the "
-            "tile's area. On a CPU the speed hardly depends on it from about 160 px up "
-            "(a small tile spends more on its overlap but runs faster per pixel); on a GPU "
-            "several tiles run at once. 0 takes the model's recommendation.",
+            "tile's area. A CPU runs one tile per core at once (up to 4) and a GPU "
+            "several; 0 takes the model's recommendation, shared by the tiles run at once "
+            "(on two cores, two windows of about 182 px instead of one of 256).",
             advanced=True,
         )
         self._add(
