@@ -47,17 +47,32 @@ def failure_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+#: The Dask nanny's setting that the workers must not get (see worker_environ).
+MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
+
+
+def worker_environ(environ: dict) -> dict:
+    """The nanny's pre-spawn environment without glibc's trim threshold: Dask
+    sets it to 64 KiB, and with onnxruntime's arena off (as the plugin runs)
+    every tile then gives its temporaries back to the system and maps them
+    again, which doubled a strip's time (docs/batch.md)."""
+    return {k: v for k, v in environ.items() if k != MALLOC_TRIM}
+
+
 def start_cluster(workers: int, threads_per_worker: int, dashboard_address: str = ":8787"):
     """A LocalCluster of ``workers`` processes (each restarted by its nanny
-    if it dies)."""
+    if it dies), spawned with :func:`worker_environ`."""
+    import dask
     from distributed import LocalCluster
 
-    return LocalCluster(
-        n_workers=workers,
-        threads_per_worker=threads_per_worker,
-        processes=True,
-        dashboard_address=dashboard_address,
-    )
+    key = "distributed.nanny.pre-spawn-environ"
+    with dask.config.set({key: worker_environ(dask.config.get(key, {}))}):
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            dashboard_address=dashboard_address,
+        )
 
 
 #: on_task(kind, scene index, future) is called as each task completes;

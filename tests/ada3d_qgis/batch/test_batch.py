@@ -20,7 +20,15 @@ from qgis.core import QgsProcessingException, QgsProcessingFeedback
 from ada3d_qgis.batch import tasks
 from ada3d_qgis.batch.__main__ import main
 from ada3d_qgis.batch.manifest import BatchSettings, Scene, read_manifest
-from ada3d_qgis.batch.runner import DONE, FAILED, SKIPPED, run_batch
+from ada3d_qgis.batch.runner import (
+    DONE,
+    FAILED,
+    MALLOC_TRIM,
+    SKIPPED,
+    run_batch,
+    start_cluster,
+    worker_environ,
+)
 from ada3d_qgis.engine import Ada3DError
 from ada3d_qgis.engine.pipeline import preflight
 
@@ -86,10 +94,15 @@ def references(ada3d_provider, pairs, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture()
 def cluster():
-    """A fresh 2-worker LocalCluster (worker processes, restarted by their nannies)."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as lc, distributed.Client(lc) as client:
+    """A fresh 2-worker LocalCluster as the command line starts it (worker
+    processes, restarted by their nannies)."""
+    with start_cluster(2, 1, ":0") as lc, distributed.Client(lc) as client:
         yield client
+
+
+def _trim_settings(client) -> set:
+    """glibc trim thresholds the workers were started with (None: glibc's own)."""
+    return set(client.run(lambda: os.environ.get(MALLOC_TRIM)).values())
 
 
 def _scenes(pairs, folder: Path, names=tuple(CROPS)) -> list[Scene]:
@@ -188,6 +201,18 @@ def test_a_killed_worker_is_survived(cluster, pairs, references, tmp_path):
     for name in ("a", "b"):
         _assert_same_as_algorithm(out / f"{name}.tif", references[name])
     assert sorted(p.name for p in out.iterdir()) == ["a.tif", "b.tif"]
+    # The restarted worker, too, runs with glibc's own trim threshold.
+    assert _trim_settings(cluster) == {None}
+
+
+def test_workers_keep_glibcs_own_trim_threshold(cluster):
+    """Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536, which doubled a strip's
+    time here (onnxruntime gives every tile's memory back and maps it again)."""
+    import dask
+
+    assert dask.config.get("distributed.nanny.pre-spawn-environ")[MALLOC_TRIM] == 65536
+    assert worker_environ({MALLOC_TRIM: 65536, "OMP_NUM_THREADS": 1}) == {"OMP_NUM_THREADS": 1}
+    assert _trim_settings(cluster) == {None}
 
 
 def test_a_bad_scene_fails_alone_with_the_engines_sentence(cluster, pairs, references,
