@@ -337,11 +337,11 @@ def test_a_batch_of_tiles_equals_each_tile_alone(random_model):
         assert np.abs(fused[0] - fused[1]).max() > 0.1
 
 
-def test_the_plugin_session_keeps_the_arena_off_and_skips_the_layout_passes(tiny_model):
+def test_the_plugin_session_keeps_the_arena_on_and_skips_the_layout_passes(tiny_model):
     import onnxruntime as ort
 
     so = ses.open_session(tiny_model, "cpu").session.get_session_options()
-    assert so.enable_cpu_mem_arena is False
+    assert so.enable_cpu_mem_arena is True
     assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
 
 
