@@ -38,6 +38,21 @@ def export_tiny(folder: Path, name: str, randomise: bool, **overrides) -> Path:
     """Export (once) a tiny model: untrained (``randomise`` False: it returns the
     bilinear interpolation of the MS exactly) or with random weights in its
     zero-initialised head (a generic network whose output depends on the context)."""
+    def build(model_mod, torch):
+        cfg = model_mod.Ada3DConfig(**{**TINY, **overrides})
+        torch.manual_seed(0)
+        model = model_mod.Ada3D(cfg)
+        if randomise:
+            model_mod.randomise_zero_init(model, seed=1, std=0.3)
+        return model, (BAND_NAMES * cfg.bands)[: cfg.bands], {}
+
+    # The TorchScript exporter, without the parity check (fast).
+    return _export_fixture(folder, name, build, check=False, dynamo=False)
+
+
+def _export_fixture(folder: Path, name: str, build, **export_kw) -> Path:
+    """Export (once) ``folder/name.onnx`` from the model, band names and extra
+    training facts ``build(model_module, torch)`` returns."""
     out = folder / f"{name}.onnx"
     if out.exists():
         return out
@@ -45,25 +60,21 @@ def export_tiny(folder: Path, name: str, randomise: bool, **overrides) -> Path:
     model_mod = pytest.importorskip("model_export.model")
     export_mod = pytest.importorskip("model_export.export")
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = model_mod.Ada3DConfig(**{**TINY, **overrides})
-    torch.manual_seed(0)
-    model = model_mod.Ada3D(cfg)
-    if randomise:
-        model_mod.randomise_zero_init(model, seed=1, std=0.3)
+    model, band_names, training = build(model_mod, torch)
     ckpt = folder / f"{name}.pt"
     torch.save(
         {
-            "config": asdict(cfg),
+            "config": asdict(model.config),
             "model": model.state_dict(),
-            "band_names": (BAND_NAMES * cfg.bands)[: cfg.bands],
-            "training": {"data": "none (test fixture)"},
+            "band_names": band_names,
+            "training": {"data": "none (test fixture)", **training},
             "validation": {},
         },
         ckpt,
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
-        export_mod.export_checkpoint(ckpt, out, name=name, check=False, dynamo=False)
+        warnings.simplefilter("ignore")  # the exporters' deprecation notes
+        export_mod.export_checkpoint(ckpt, out, name=name, **export_kw)
     return out
 
 
@@ -77,32 +88,16 @@ def export_agnostic(folder: Path, name: str = "tiny_any") -> Path:
     in its zero-initialised layers, through the dynamo exporter with its
     parity check at 3 and 6 bands (the TorchScript exporter cannot make the
     band count dynamic)."""
-    out = folder / f"{name}.onnx"
-    if out.exists():
-        return out
-    torch = pytest.importorskip("torch")
-    model_mod = pytest.importorskip("model_export.model")
-    export_mod = pytest.importorskip("model_export.export")
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = model_mod.Ada3DConfig(**{**TINY, "bands": 6, "band_agnostic": True, "refine_hidden": 2})
-    torch.manual_seed(0)
-    model = model_mod.randomise_zero_init(model_mod.Ada3D(cfg), seed=1, std=0.1)
-    ckpt = folder / f"{name}.pt"
-    data = {"random_bands": list(ANY_BAND_RANGE)}
-    torch.save(
-        {
-            "config": asdict(cfg),
-            "model": model.state_dict(),
-            "band_names": ANY_BAND_NAMES,
-            "training": {"data": "none (test fixture)", "train_config": {"data": data}},
-            "validation": {},
-        },
-        ckpt,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_mod.export_checkpoint(ckpt, out, name=name)
-    return out
+    def build(model_mod, torch):
+        cfg = model_mod.Ada3DConfig(
+            **{**TINY, "bands": 6, "band_agnostic": True, "refine_hidden": 2}
+        )
+        torch.manual_seed(0)
+        model = model_mod.randomise_zero_init(model_mod.Ada3D(cfg), seed=1, std=0.1)
+        data = {"random_bands": list(ANY_BAND_RANGE)}
+        return model, ANY_BAND_NAMES, {"train_config": {"data": data}}
+
+    return _export_fixture(folder, name, build)
 
 
 def crop(src: Path, dst: Path, x: int, y: int, width: int, height: int, **translate) -> Path:

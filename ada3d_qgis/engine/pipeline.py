@@ -34,7 +34,6 @@ from .raster_io import (
     OutputWriter,
     align_pair,
     check_output,
-    check_output_folder,
     choose_nodata,
     driver_for_path,
     gdal_cache_limit,
@@ -275,9 +274,27 @@ def shared_tile_size(model_tile: int, workers: int, overlap: int, ratio: int) ->
     return round_up(max(shared, 4 * overlap, ratio), ratio)
 
 
-def plan_tiles(model: ModelSession, inputs: AlignedInputs, opts: RunOptions, feedback: Feedback):
+@dataclass
+class TilePlan:
+    """The tiles of a run: the grid, the spread tiles of the pooled context
+    (none when there is one tile or no context input) and tiles per model run."""
+
+    tile_size: int
+    overlap: int
+    tiles: list[Tile]
+    context_tiles: list[Tile]
+    per_run: int
+
+    @property
+    def two_pass(self) -> bool:
+        return bool(self.context_tiles)
+
+
+def plan_tiles(
+    model: ModelSession, inputs: AlignedInputs, opts: RunOptions, feedback: Feedback
+) -> TilePlan:
     """Tile size and overlap (user, or the metadata's shared by the tiles run at
-    once; rounded to the ratio) and the grid."""
+    once; rounded to the ratio), the grid and the pooled context's tiles."""
     meta, r = model.metadata, inputs.ratio
     overlap = round_up(opts.overlap or meta.overlap, r)
     tile_size = round_up(
@@ -290,7 +307,10 @@ def plan_tiles(model: ModelSession, inputs: AlignedInputs, opts: RunOptions, fee
             "tile borders may show seams.",
         )
     tiles = tile_grid(inputs.grid.width, inputs.grid.height, tile_size, overlap, r)
-    return tile_size, overlap, tiles
+    two_pass = model.has_context and len(tiles) > 1
+    context_tiles = spread_tiles(tiles, context_tile_count(len(tiles))) if two_pass else []
+    per_run = model.tiles_per_run(tiles[0].width, tiles[0].height)
+    return TilePlan(tile_size, overlap, tiles, context_tiles, per_run)
 
 
 def output_types(inputs: AlignedInputs, model: ModelSession, stats: SceneStats):
@@ -456,22 +476,22 @@ def run(opts: RunOptions, feedback: Feedback | None = None) -> RunResult:
             inputs.close()
 
 
-def _tile_plan_text(tiles: Sequence[Tile], tile_size: int, overlap: int,
-                    context_tiles: int, two_pass: bool, per_run: int) -> str:
+def _tile_plan_text(plan: TilePlan) -> str:
+    tiles = plan.tiles
     if len(tiles) == 1:
         how = "the scene fits one tile: one pass with its own pooled statistics (exact)"
-    elif two_pass:
+    elif plan.two_pass:
         how = (
-            f"first a pooled context from {context_tiles} spread tile(s), then every tile "
-            "with that context"
+            f"first a pooled context from {len(plan.context_tiles)} spread tile(s), then "
+            "every tile with that context"
         )
     else:
         how = "this model has no pooled-context input: each tile uses its own statistics"
-    if per_run > 1:
-        how += f"; {per_run} tiles per model run"
+    if plan.per_run > 1:
+        how += f"; {plan.per_run} tiles per model run"
     return (
         f"Tiling: {len(tiles)} windows of {tiles[0].width} x {tiles[0].height} px (at "
-        f"most {tile_size}) with {overlap} px overlap; {how}."
+        f"most {plan.tile_size}) with {plan.overlap} px overlap; {how}."
     )
 
 
@@ -484,12 +504,10 @@ def _run_aligned(
 ) -> RunResult:
     grid = inputs.grid
     out_grid = inputs.output or grid
+    # run() has checked the output (prepare_output) before opening the model.
     driver = opts.driver or driver_for_path(opts.output)
-    check_output_folder(opts.output)
-    tile_size, overlap, tiles = plan_tiles(model, inputs, opts, feedback)
-    two_pass = model.has_context and len(tiles) > 1
-    context_tiles = spread_tiles(tiles, context_tile_count(len(tiles))) if two_pass else []
-    per_run = model.tiles_per_run(tiles[0].width, tiles[0].height)
+    plan = plan_tiles(model, inputs, opts, feedback)
+    tiles, context_tiles, per_run = plan.tiles, plan.context_tiles, plan.per_run
     info(
         feedback,
         f"Output: {out_grid.width} x {out_grid.height} px of {out_grid.dx:g} x "
@@ -501,8 +519,7 @@ def _run_aligned(
         f"Panchromatic window from its pixel ({inputs.col}, {inputs.row}); multispectral: "
         f"{inputs.resampling}.",
     )
-    detail(feedback, _tile_plan_text(tiles, tile_size, overlap, len(context_tiles),
-                                     two_pass, per_run))
+    detail(feedback, _tile_plan_text(plan))
     progress = _Progress(feedback, len(context_tiles), len(tiles))
     with gdal_cache_limit(sweep_cache_bytes(inputs, stats_rows(inputs))):
         stats = scene_statistics(inputs, feedback, progress.stats)
@@ -518,7 +535,7 @@ def _run_aligned(
         opts.creation_options,
     ) as writer, gdal_cache_limit(sweep_cache_bytes(inputs, tiles[0].height, writer)):
         context = None
-        if two_pass:
+        if plan.two_pass:
             context = pooled_context(
                 model, inputs, context_tiles, stats, feedback, progress.context_tile, per_run
             )

@@ -32,9 +32,9 @@ from .pipeline import (
     pooled_context,
     scene_statistics,
 )
-from .raster_io import AlignedInputs, Grid, align_inputs, numpy_type
+from .raster_io import AlignedInputs, Grid, align_pair, numpy_type
 from .session import ModelSession
-from .tiling import Tile, context_tile_count, spread_tiles
+from .tiling import Tile
 
 
 @dataclass
@@ -71,7 +71,7 @@ class ScenePlan:
 def open_inputs(checked: Preflight) -> AlignedInputs:
     """The aligned inputs of a checked pair, as ``pipeline.run`` opens them."""
     pair, meta = checked.pair, checked.choice.metadata
-    return align_inputs(pair.pan_ds, pair.pan_band, pair.ms_ds, pair.ms_bands, meta.ratio)
+    return align_pair(pair, meta.ratio)
 
 
 def tile_rows(tiles: list[Tile]) -> list[tuple[int, int]]:
@@ -101,15 +101,14 @@ def plan_scene(
     if order:
         log.append(order)
     log.extend(inputs.notes)
-    _, _, tiles = plan_tiles(model, inputs, opts, feedback)
-    two_pass = model.has_context and len(tiles) > 1
-    context_tiles = spread_tiles(tiles, context_tile_count(len(tiles))) if two_pass else []
-    per_run = model.tiles_per_run(tiles[0].width, tiles[0].height)
+    plan = plan_tiles(model, inputs, opts, feedback)
+    tiles = plan.tiles
     stats = scene_statistics(inputs, feedback)
     gdal_type, nodata = output_types(inputs, model, stats)
     context = None
-    if two_pass:
-        context = pooled_context(model, inputs, context_tiles, stats, feedback, per_run=per_run)
+    if plan.two_pass:
+        context = pooled_context(model, inputs, plan.context_tiles, stats, feedback,
+                                 per_run=plan.per_run)
     return ScenePlan(
         opts=opts,
         model=str(choice.path),
