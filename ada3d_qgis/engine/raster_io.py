@@ -607,11 +607,7 @@ def align_pair(pair: InputPair, ratio: int) -> AlignedInputs:
     ms_rows = inside_span(-ms_in_pan.y0, -ms_in_pan.y1, -target.y0, step_y, blocks_y)
     method, reason = _pick_resampling(ms_src, target, reprojected)
 
-    bands = [ms_ds.GetRasterBand(b) for b in ms_bands]
-    nodata = [_nodata(b) for b in bands]
-    descriptions = [b.GetDescription() for b in bands]
-    ms_type = bands[0].DataType
-    del bands  # a band must not outlive its dataset (GDAL 3.6 bindings)
+    nodata = [band_nodata(ms_ds, b) for b in ms_bands]
 
     src_nodata = None
     if any(v is not None for v in nodata):
@@ -641,8 +637,8 @@ def align_pair(pair: InputPair, ratio: int) -> AlignedInputs:
         resampling=reason,
         pan_nodata=band_nodata(pan_ds, pan_band),
         ms_nodata=nodata,
-        ms_descriptions=descriptions,
-        ms_type=ms_type,
+        ms_descriptions=list(pair.descriptions),
+        ms_type=pair.ms_type,
         ms_bands=list(ms_bands),
         notes=colour_notes(ms_ds, ms_bands, alpha),
         output=output,
