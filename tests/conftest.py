@@ -40,6 +40,17 @@ def sample_pan_1024() -> Path:
 
 
 @pytest.fixture(scope="session")
+def sample(sample_ms, sample_pan) -> dict:
+    """The sample as arrays (float64) with its geotransforms and CRS."""
+    from tiny_models import read_array, read_geo
+
+    ms_gt, wkt = read_geo(sample_ms)
+    pan_gt, _ = read_geo(sample_pan)
+    return {"ms": read_array(sample_ms), "pan": read_array(sample_pan), "ms_gt": ms_gt,
+            "pan_gt": pan_gt, "wkt": wkt}
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present (only in the development workplace)")

@@ -161,3 +161,18 @@ def read_geo(path) -> tuple[tuple, str]:
     out = ds.GetGeoTransform(), ds.GetProjection()
     ds = None
     return out
+
+
+def warp_window(path, x0, y0, pixel, width, height=None, method="cubic") -> np.ndarray:
+    """``path`` resampled onto a north-up window (top-left x0, y0; square
+    ``pixel``; ``width`` x ``height``) as float64 (bands, rows, cols), NaN
+    outside it."""
+    height = width if height is None else height
+    ds = gdal.Warp(
+        "", str(path), format="MEM", outputBounds=(x0, y0 - height * pixel, x0 + width * pixel, y0),
+        width=width, height=height, resampleAlg=method, outputType=gdal.GDT_Float32,
+        dstNodata="nan",
+    )
+    arr = ds.ReadAsArray().astype(np.float64)
+    ds = None
+    return arr.reshape(-1, height, width)

@@ -28,6 +28,7 @@ from qgis.core import (
 )
 from tiny_models import read_array as _read
 from tiny_models import read_geo as _geo
+from tiny_models import warp_window
 
 from ada3d_qgis.core.degrade import wald_pair
 from ada3d_qgis.core.metrics import no_reference_metrics, reference_metrics
@@ -62,15 +63,6 @@ def _write(path, image, gt, wkt) -> str:
     return str(path)
 
 
-def _warp(path, x0, y0, pixel, size) -> np.ndarray:
-    ds = gdal.Warp(
-        "", str(path), format="MEM", outputBounds=(x0, y0 - size * pixel, x0 + size * pixel, y0),
-        width=size, height=size, resampleAlg="cubic", outputType=gdal.GDT_Float32,
-        dstNodata="nan",
-    )
-    arr = ds.ReadAsArray().astype(np.float64)
-    ds = None
-    return arr.reshape(-1, size, size)
 
 
 def _expected(result: dict, keys: dict) -> dict:
@@ -83,11 +75,9 @@ def _assert_close(outputs: dict, expected: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def sample(sample_ms, sample_pan, ada3d_provider):
-    ms_gt, wkt = _geo(sample_ms)
-    pan_gt, _ = _geo(sample_pan)
-    return {"ms": _read(sample_ms), "pan": _read(sample_pan), "ms_gt": ms_gt, "pan_gt": pan_gt,
-            "wkt": wkt}
+def sample(sample, ada3d_provider):
+    """The conftest's sample, once the provider is registered."""
+    return sample
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +131,7 @@ def test_without_reference_equals_the_metrics_module(sample, sample_ms, sample_p
     # The scored area: the whole 512 x 512 PAN (every PAN pixel whose centre the
     # MS covers), the MS cubic-resampled onto the exact 2 x PAN grid there.
     gt = sample["pan_gt"]
-    ms = _warp(sample_ms, gt[0], gt[3], 30.0, 256)
+    ms = warp_window(sample_ms, gt[0], gt[3], 30.0, 256)
     fused = _read(fused_path)
     expected = no_reference_metrics(fused, ms, sample["pan"], 2)
     _assert_close(out, _expected(expected, NOREF_KEYS))
@@ -153,7 +143,7 @@ def _reduced_by_hand(sample, sample_ms, sample_pan, folder, method: str, extra=N
     """The reduced-resolution protocol in memory: PAN onto the exact MS / 2
     grid, wald_pair, the method, reference_metrics against the MS."""
     ms_gt = sample["ms_gt"]
-    pan_fine = _warp(sample_pan, ms_gt[0], ms_gt[3], 15.0, 511)[0]
+    pan_fine = warp_window(sample_pan, ms_gt[0], ms_gt[3], 15.0, 511)[0]
     ms_lr, pan_lr, target = wald_pair(sample["ms"], pan_fine, 2, 2)
     ms_path = _write(folder / "h_ms_lr.tif", ms_lr, (ms_gt[0], 60.0, 0, ms_gt[3], 0, -60.0),
                      sample["wkt"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 from tiny_models import read_array as _read
-from tiny_models import read_geo as _geo
+from tiny_models import warp_window
 
 from ada3d_qgis.core.degrade import degrade, upsample_cubic, wald_pair
 from ada3d_qgis.core.metrics import METRIC_KEYS, no_reference_metrics, reference_metrics
@@ -46,15 +46,6 @@ def _write(path, image, gt, wkt, dtype=gdal.GDT_Float32, nodata=None, names=()):
     return str(path)
 
 
-def _warp(path, x0, y0, pixel, width, height, method="cubic") -> np.ndarray:
-    ds = gdal.Warp(
-        "", str(path), format="MEM", outputBounds=(x0, y0 - height * pixel, x0 + width * pixel, y0),
-        width=width, height=height, resampleAlg=method, outputType=gdal.GDT_Float32,
-        dstNodata="nan",
-    )
-    arr = ds.ReadAsArray().astype(np.float64)
-    ds = None
-    return arr.reshape(-1, height, width)
 
 
 def _assert_close(got: dict, expected: dict, keys) -> None:
@@ -62,12 +53,6 @@ def _assert_close(got: dict, expected: dict, keys) -> None:
         assert got[k] == pytest.approx(expected[k], rel=REL), k
 
 
-@pytest.fixture(scope="module")
-def sample(sample_ms, sample_pan):
-    ms_gt, wkt = _geo(sample_ms)
-    pan_gt, _ = _geo(sample_pan)
-    return {"ms": _read(sample_ms), "pan": _read(sample_pan), "ms_gt": ms_gt,
-            "pan_gt": pan_gt, "wkt": wkt}
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +62,14 @@ def full_res(sample, sample_ms, tmp_path_factory):
     whole 512 x 512 PAN (every PAN pixel whose centre the MS covers)."""
     folder = tmp_path_factory.mktemp("full_res")
     gt = sample["pan_gt"]
-    up = _warp(sample_ms, gt[0], gt[3], 15.0, 512, 512)
+    up = warp_window(sample_ms, gt[0], gt[3], 15.0, 512, 512)
     pan = sample["pan"]
     detail = pan - upsample_cubic(degrade(pan, 2, 0.15), 2)
     fused = up + 0.8 * detail
     path = _write(folder / "fused.tif", fused, gt, sample["wkt"])
     fused = _read(path)  # as stored (float32)
     # The MS on the exact 2 x PAN grid over the area (the alignment the engine does).
-    ms_area = _warp(sample_ms, gt[0], gt[3], 30.0, 256, 256)
+    ms_area = warp_window(sample_ms, gt[0], gt[3], 30.0, 256, 256)
     return {"path": path, "fused": fused, "pan": pan, "ms": ms_area, "folder": folder}
 
 

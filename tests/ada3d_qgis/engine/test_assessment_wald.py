@@ -9,30 +9,11 @@ import pytest
 from osgeo import gdal
 from tiny_models import read_array as _read
 from tiny_models import read_geo as _geo
+from tiny_models import warp_window
 
 from ada3d_qgis.core.degrade import degrade, wald_pair
 from ada3d_qgis.engine import assessment_wald as A
 from ada3d_qgis.engine.feedback import QuietFeedback
-
-
-def _warp(path, x0, y0, pixel, width, height, method="cubic") -> np.ndarray:
-    ds = gdal.Warp(
-        "", str(path), format="MEM", outputBounds=(x0, y0 - height * pixel, x0 + width * pixel, y0),
-        width=width, height=height, resampleAlg=method, outputType=gdal.GDT_Float32,
-        dstNodata="nan",
-    )
-    arr = ds.ReadAsArray().astype(np.float64)
-    ds = None
-    return arr.reshape(-1, height, width)
-
-
-@pytest.fixture(scope="module")
-def sample(sample_ms, sample_pan):
-    ms_gt, wkt = _geo(sample_ms)
-    pan_gt, _ = _geo(sample_pan)
-    return {"ms": _read(sample_ms), "pan": _read(sample_pan), "ms_gt": ms_gt,
-            "pan_gt": pan_gt, "wkt": wkt}
-
 
 # --- Wald degradation, streamed --------------------------------------------------------
 
@@ -61,7 +42,7 @@ def test_wald_inputs_equal_wald_pair_on_the_sample(sample, sample_ms, sample_pan
     ms_gt = sample["ms_gt"]
     # Independently: the PAN cubic-warped onto the MS / 2 grid (511 whole 15 m
     # pixels from the MS corner), then the whole-array protocol.
-    pan_fine = _warp(sample_pan, ms_gt[0], ms_gt[3], 15.0, 511, 511)[0]
+    pan_fine = warp_window(sample_pan, ms_gt[0], ms_gt[3], 15.0, 511, 511)[0]
     ms_lr, pan_lr, target = wald_pair(sample["ms"], pan_fine, 2, 2)
     assert target.shape == (4, 254, 254) and wald.ratio == 2
     assert (wald.grid.width, wald.grid.height, wald.grid.x0) == (254, 254, ms_gt[0])
