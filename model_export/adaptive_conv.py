@@ -184,7 +184,7 @@ def adaptive_conv3d_strips(
 
     A strip's temporaries fit the CPU's cache, where a whole tile's stream
     through main memory at every op; the spatial kernel is computed once per
-    strip (one convolution, 27 C channels), and its normalisation is applied
+    strip (one convolution per spatial offset), and its normalisation is applied
     to the strip's result, C L values per pixel, instead of to the 27 C
     kernel values. Rows past the bottom are zero, as the padding is.
     """
@@ -227,13 +227,13 @@ def _strips_first(x: Tensor, axis: int, count: int) -> Tensor:
 
 
 def strip_kernel_weights(kspa: SpatialKernel) -> tuple[Tensor, Tensor]:
-    """The centred kernel convolution with its output channels reordered to
-    (spatial offset s, channel c, spectral tap i), so that a strip takes each
-    offset's kernels as one contiguous block."""
+    """The centred kernel convolution split by spatial offset: weights (9, 3 C,
+    h_a, 3, 3) and biases (9, 3 C), output channel c * 3 + i within an offset,
+    so that a strip computes each offset's kernels by a convolution of its own."""
     channels = kspa.channels
     w = kspa.weight.unflatten(1, (3, 9)).permute(2, 0, 1, 3, 4, 5)  # (9, C, 3, h_a, 3, 3)
     b = kspa.bias.unflatten(1, (3, 9)).permute(2, 0, 1)  # (9, C, 3)
-    return w.reshape(9 * channels * 3, *w.shape[3:]), b.reshape(-1)
+    return w.reshape(9, channels * 3, *w.shape[3:]), b.reshape(9, channels * 3)
 
 
 def _strip(
@@ -244,21 +244,25 @@ def _strip(
     R, W) without its bias."""
     _, channels, padded_bands, height, width = f.shape
     bands, height, width = padded_bands - 2, height - 2, width - 2
-    kernel = fn.conv2d(hidden, weight, bias).unflatten(1, (9, channels, 3))
-    sumsq = (kernel * kernel).sum(dim=(1, 3))  # (B, C, R, W)
-    scale = KERNEL_GAIN / (torch.sqrt(sumsq / (TAPS - 1)) + KERNEL_EPS)
     # (B, C, L, 3, R+2, W+2): band l's neighbours, by an index built once outside.
     nb = torch.index_select(f, 2, neighbours).unflatten(2, (bands, 3))
+    squares: list[Tensor] = []
 
     def terms() -> Iterator[Tensor]:
         for s in range(9):
             j, m = divmod(s, 3)
+            # One convolution per offset: a slice of one 27 C channel output
+            # would be a copy, and its sum of squares a slow strided reduction.
+            kernel = fn.conv2d(hidden, weight[s], bias[s]).unflatten(1, (channels, 3))
+            squares.append((kernel * kernel).sum(dim=2))  # (B, C, R, W)
             # (B, C, L, 3, R W): the offset's window times its spatial kernels ...
-            x = (nb[..., j : j + height, m : m + width] * kernel[:, s].unsqueeze(2)).flatten(4)
+            x = (nb[..., j : j + height, m : m + width] * kernel.unsqueeze(2)).flatten(4)
             # ... summed over the spectral taps with their spectral weights.
             yield torch.matmul(spe[s], x)  # (B, C, L, 1, R W)
 
     out = accumulate(terms()).unflatten(4, (height, width)).squeeze(3)
+    sumsq = accumulate(iter(squares))
+    scale = KERNEL_GAIN / (torch.sqrt(sumsq / (TAPS - 1)) + KERNEL_EPS)
     return out * scale.unsqueeze(2)
 
 

@@ -201,8 +201,9 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
             ),
             "Edge of the square tiles the image is processed in. Memory grows with the "
             "tile's area. A CPU runs one tile per core at once (up to 4) and a GPU "
-            "several; 0 takes the model's recommendation, shared by the tiles run at once "
-            "(on two cores, two windows of about 182 px instead of one of 256).",
+            "several; 0 takes the model's recommendation (256 px for the shipped models), "
+            "shared by the tiles run at once beyond two (on four cores, windows of about "
+            "182 px).",
             advanced=True,
         )
         self._add(

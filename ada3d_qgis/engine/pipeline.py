@@ -266,11 +266,17 @@ def pooled_context(
 # --------------------------------------------------------------------------- the run
 
 
+#: Tiles in flight that each get a whole window of the model's tile size;
+#: more share that memory (windows of one shape run in shaped sessions, lean
+#: enough for two within the memory budget: docs/design.md).
+FULL_WINDOWS = 2
+
+
 def shared_tile_size(model_tile: int, workers: int, overlap: int, ratio: int) -> int:
-    """The default window when ``workers`` tiles run at once: they share the
-    memory one window of the model's tile size was sized for (its area), but
-    never shrink below four overlaps."""
-    shared = int(model_tile / math.sqrt(max(workers, 1)))
+    """The default window when ``workers`` tiles run at once: the model's tile
+    size for up to :data:`FULL_WINDOWS`, beyond that their memory (the area)
+    shared, but never below four overlaps."""
+    shared = int(model_tile * math.sqrt(FULL_WINDOWS / max(workers, FULL_WINDOWS)))
     return round_up(max(shared, 4 * overlap, ratio), ratio)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..core.metadata import INPUT_NAMES, OUTPUT_NAMES, MetadataError, ModelMetadata
 from . import Ada3DError
+from .shaped_sessions import ShapedSessions
 
 DEVICES = ("auto", "cuda", "cpu")
 INPUTS, OUTPUTS = INPUT_NAMES, OUTPUT_NAMES
@@ -73,6 +74,9 @@ def session_options(ort, quiet: bool = True):
     # The CPU arena keeps each tile's buffers for the next one: with the strips
     # graph that is faster and leaner than asking the system anew (docs/design.md).
     so.enable_cpu_mem_arena = True
+    # The preallocated pattern of a run with dynamic shapes doubled a window's
+    # peak memory for no speed (docs/design.md).
+    so.enable_mem_pattern = False
     # No layout optimisations: the NCHWc reorders cost more than they save in a
     # graph of small convolutions between elementwise ops (docs/design.md).
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
@@ -433,6 +437,8 @@ class ModelSession:
     batch_memory: int = 0
     #: Model runs at once, each in its own thread (pipeline.fuse_in_order).
     workers: int = 1
+    #: Sessions fixed to a window shape (CPU), or None to run ``session`` itself.
+    shaped: ShapedSessions | None = None
 
     @property
     def provider(self) -> str:
@@ -509,7 +515,8 @@ class ModelSession:
     def _run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
             if self.io_device is None:
-                return self.session.run(outputs, feeds)
+                session = self.shaped.for_feeds(feeds) if self.shaped is not None else None
+                return (session or self.session).run(outputs, feeds)
             return run_bound(self.session, feeds, outputs, self.io_device)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument/... types
             text = str(exc).strip()
@@ -576,10 +583,21 @@ def open_session(path: Path, device: str = "auto") -> ModelSession:
             )
         note = f"CPU, because CUDA cannot run here: {problem}"
     workers, threads = cpu_layout()
-    so = session_options(ort)
-    so.intra_op_num_threads = threads
-    session = _open(ort, path, providers_for("cpu"), so)
-    return ModelSession(path, session, metadata_of(session, path), note, workers=workers)
+
+    def cpu_options(overrides: Mapping[str, int] | None = None):
+        so = session_options(ort)
+        so.intra_op_num_threads = threads
+        for name, size in (overrides or {}).items():
+            so.add_free_dimension_override_by_name(name, size)
+        return so
+
+    session = _open(ort, path, providers_for("cpu"), cpu_options())
+    shaped = ShapedSessions(
+        session.get_inputs(), lambda o: _open(ort, path, providers_for("cpu"), cpu_options(o))
+    )
+    return ModelSession(
+        path, session, metadata_of(session, path), note, workers=workers, shaped=shaped
+    )
 
 
 def cpu_layout(cores: int | None = None) -> tuple[int, int]:
