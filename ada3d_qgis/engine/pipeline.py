@@ -215,15 +215,16 @@ def fuse_in_order(
     context: np.ndarray | None,
     weight: float,
     feedback: Feedback,
+    workers: int | None = None,
 ) -> Iterator[tuple[list[Tile], list[FusedTile]]]:
-    """``fuse_tiles`` over ``tile_batches``, in order, with up to
-    ``model.workers`` model runs at once while this thread reads the next
-    tiles and the caller writes the finished ones (engine/tile_runner.py)."""
+    """``fuse_tiles`` over ``tile_batches``, in order, with up to ``workers``
+    (default ``model.workers``) model runs at once while this thread reads the
+    next tiles and the caller writes the finished ones (engine/tile_runner.py)."""
     def run(read):
         return model.run_batch(read[0], read[1], context, weight)
 
     for batch, read, result in run_in_order(
-        tile_batches, lambda b: read_tiles(inputs, b, stats), run, model.workers,
+        tile_batches, lambda b: read_tiles(inputs, b, stats), run, workers or model.workers,
         lambda: check_cancel(feedback),
     ):
         yield batch, crop_tiles(inputs, batch, read, result, stats)
@@ -252,10 +253,12 @@ def pooled_context(
     per_run: int = 1,
 ) -> np.ndarray:
     """Pass 1: the mean of the own pooled context of the spread ``tiles`` (w = 0),
-    ``per_run`` tiles per model run."""
+    ``per_run`` tiles per model run. They are windows of the model's tile size
+    (``plan_tiles``): at most :data:`FULL_WINDOWS` run at once."""
     contexts = []
     for _, fused_batch in fuse_in_order(
-        model, inputs, batches(tiles, per_run), stats, None, 0.0, feedback
+        model, inputs, batches(tiles, per_run), stats, None, 0.0, feedback,
+        min(model.workers, FULL_WINDOWS),
     ):
         for fused in fused_batch:
             contexts.append(fused.context)
@@ -283,13 +286,15 @@ def shared_tile_size(model_tile: int, workers: int, overlap: int, ratio: int) ->
 @dataclass
 class TilePlan:
     """The tiles of a run: the grid, the spread tiles of the pooled context
-    (none when there is one tile or no context input) and tiles per model run."""
+    (none when one window of the model's tile size holds the scene, or the
+    model has no context input) and tiles per model run of each."""
 
     tile_size: int
     overlap: int
     tiles: list[Tile]
     context_tiles: list[Tile]
     per_run: int
+    context_per_run: int = 1
 
     @property
     def two_pass(self) -> bool:
@@ -312,11 +317,20 @@ def plan_tiles(
             f"Warning: the overlap ({overlap} px) is below the model's halo ({meta.halo} px); "
             "tile borders may show seams.",
         )
-    tiles = tile_grid(inputs.grid.width, inputs.grid.height, tile_size, overlap, r)
-    two_pass = model.has_context and len(tiles) > 1
-    context_tiles = spread_tiles(tiles, context_tile_count(len(tiles))) if two_pass else []
+    width, height = inputs.grid.width, inputs.grid.height
+    tiles = tile_grid(width, height, tile_size, overlap, r)
     per_run = model.tiles_per_run(tiles[0].width, tiles[0].height)
-    return TilePlan(tile_size, overlap, tiles, context_tiles, per_run)
+    if not model.has_context:
+        return TilePlan(tile_size, overlap, tiles, [], per_run)
+    # The pooled context always comes from windows of the model's tile size,
+    # so that the result depends neither on the tile size nor on the cores.
+    model_tile = round_up(meta.tile_size, r)
+    grid = tiles if tile_size == model_tile else tile_grid(width, height, model_tile, overlap, r)
+    if len(grid) == 1 and len(tiles) == 1:
+        return TilePlan(tile_size, overlap, tiles, [], per_run)
+    context_tiles = spread_tiles(grid, context_tile_count(len(grid)))
+    return TilePlan(tile_size, overlap, tiles, context_tiles, per_run,
+                    model.tiles_per_run(grid[0].width, grid[0].height))
 
 
 def output_types(inputs: AlignedInputs, model: ModelSession, stats: SceneStats):
@@ -484,13 +498,14 @@ def run(opts: RunOptions, feedback: Feedback | None = None) -> RunResult:
 
 def _tile_plan_text(plan: TilePlan) -> str:
     tiles = plan.tiles
-    if len(tiles) == 1:
-        how = "the scene fits one tile: one pass with its own pooled statistics (exact)"
-    elif plan.two_pass:
+    if plan.two_pass:
+        first = plan.context_tiles[0]
         how = (
-            f"first a pooled context from {len(plan.context_tiles)} spread tile(s), then "
-            "every tile with that context"
+            f"first a pooled context from {len(plan.context_tiles)} spread window(s) of "
+            f"{first.width} x {first.height} px, then every tile with that context"
         )
+    elif len(tiles) == 1:
+        how = "the scene fits one tile: one pass with its own pooled statistics (exact)"
     else:
         how = "this model has no pooled-context input: each tile uses its own statistics"
     if plan.per_run > 1:
@@ -543,7 +558,8 @@ def _run_aligned(
         context = None
         if plan.two_pass:
             context = pooled_context(
-                model, inputs, context_tiles, stats, feedback, progress.context_tile, per_run
+                model, inputs, context_tiles, stats, feedback, progress.context_tile,
+                plan.context_per_run,
             )
         weight = 1.0 if context is not None else 0.0
         for batch, fused_batch in fuse_in_order(

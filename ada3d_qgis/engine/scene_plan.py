@@ -108,7 +108,7 @@ def plan_scene(
     context = None
     if plan.two_pass:
         context = pooled_context(model, inputs, plan.context_tiles, stats, feedback,
-                                 per_run=plan.per_run)
+                                 per_run=plan.context_per_run)
     return ScenePlan(
         opts=opts,
         model=str(choice.path),

@@ -473,10 +473,11 @@ def _mislabelled_model(tiny_model, path, scale: int, cast_to_int: bool = False):
 @pytest.mark.parametrize(
     ("scale", "cast", "expected"),
     [
-        (3, False, "its fused output is 1 x 4 x 288 x 288 where the tile needs 1 x 4 x 192 x 192"),
-        (1, False, "its fused output is 1 x 4 x 96 x 96 where the tile needs 1 x 4 x 192 x 192"),
+        # The first run is the pooled context's, on a window of the model's tile size.
+        (3, False, "its fused output is 1 x 4 x 768 x 768 where the tile needs 1 x 4 x 512 x 512"),
+        (1, False, "its fused output is 1 x 4 x 256 x 256 where the tile needs 1 x 4 x 512 x 512"),
         (2, True, "its fused output holds int32 values, not floating-point numbers"),
-        (0, False, "failed on a tile (ms 1x4x96x96, pan 1x1x192x192, context 1x"),
+        (0, False, "failed on a tile (ms 1x4x256x256, pan 1x1x512x512, context 1x"),
     ],
 )
 def test_a_model_whose_output_does_not_fit_the_tile_is_refused_and_writes_nothing(

@@ -198,3 +198,25 @@ def test_a_run_in_batches_of_tiles_writes_the_same_file(tmp_path, small, random_
     four = gdal.Open(str(tmp_path / "four.tif")).ReadAsArray().astype(np.int64)
     assert one.std() > 10  # a generic network: tiles differ
     assert np.abs(one - four).max() <= 1
+
+
+def test_the_result_does_not_depend_on_the_tile_size(tmp_path, sample_pan, sample_ms):
+    """The pooled context always comes from windows of the model's tile size,
+    so tiles of any size (as on machines with other core counts) give one result."""
+    from bench.equality import float_copy
+
+    pan = float_copy(sample_pan, tmp_path / "pan.tif")
+    ms = float_copy(sample_ms, tmp_path / "ms.tif")
+    outputs, logs = [], []
+    for tile in (0, 96, 182):
+        out, fb = tmp_path / f"fused_{tile}.tif", Quiet()
+        run(RunOptions(str(pan), str(ms), str(out), device="cpu", tile_size=tile), fb)
+        outputs.append(gdal.Open(str(out)).ReadAsArray())
+        logs.append(next(line for line in fb.log if line.startswith("Tiling: ")))
+    # Three different grids, one context window of the model's tile size.
+    assert len(set(logs)) == 3
+    assert all("pooled context from 1 spread window(s) of 190 x 190 px" in t for t in logs)
+    scale = outputs[0].reshape(4, -1).std(axis=1)[:, None, None]
+    for other in outputs[1:]:
+        assert np.abs(other - outputs[0]).max() / scale.min() < 1e-5
+    assert scale.min() > 100
