@@ -8,7 +8,7 @@ export QT_QPA_PLATFORM ?= offscreen
 # Training runs on all cores by default; set THREADS to share the machine.
 THREADS ?= 2
 
-.PHONY: setup test lint gpu-check demo package deploy train train-r2 train-r4 train-any train-any-r2 train-any-r4 export bench-quality bench-speed bench-memory bench-batch clean
+.PHONY: setup test lint gpu-check demo package deploy train train-r2 train-r4 train-any train-any-r2 train-any-r4 export export-any bench-quality bench-speed bench-memory bench-batch clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt
@@ -75,11 +75,20 @@ train-any-r4: $(STAMP)
 
 LANDSAT_CARD := Ada3D for Landsat 7/8/9 (ratio 2: 30 m MS, 15 m PAN), bands B, G, R, NIR.
 VHR_CARD := Ada3D for 4-band very-high-resolution sensors (ratio 4: IKONOS, QuickBird, GeoEye, Pleiades, WorldView B, G, R, NIR), trained on Landsat data degraded to ratio 4.
-export: $(STAMP)
+# The band-agnostic models: the band counts they declare (the plugin refuses others).
+ANY_RANGE ?= 3,8
+ANY_R2_CARD := Band-agnostic Ada3D at ratio 2 (Landsat-like: 30 m MS, 15 m PAN) for 3 to 8 bands; trained on random subsets (3 to 6 bands, any order) of Landsat 7 B, G, R, NIR, SWIR1, SWIR2; 7 and 8 bands checked only on a proxy made from those six bands.
+ANY_R4_CARD := Band-agnostic Ada3D at ratio 4 (very-high-resolution sensors, e.g. 8-band WorldView) for 3 to 8 bands; trained on random subsets (3 to 6 bands, any order) of Landsat 7 B, G, R, NIR, SWIR1, SWIR2 degraded to ratio 4; 7 and 8 bands checked only on a proxy made from those six bands.
+export: export-any $(STAMP)
 	$(PY) -m model_export.export --checkpoint runs/r2/best.pt \
 		--out ada3d_qgis/models/ada3d_r2_4b_landsat.onnx --name ada3d-landsat-r2 --description "$(LANDSAT_CARD)"
 	$(PY) -m model_export.export --checkpoint runs/r4/best.pt \
 		--out ada3d_qgis/models/ada3d_r4_4b_vhr.onnx --name ada3d-vhr-r4 --description "$(VHR_CARD)"
+export-any: $(STAMP)
+	$(PY) -m model_export.export --checkpoint runs/any_r2/best.pt --band-range $(ANY_RANGE) \
+		--out ada3d_qgis/models/ada3d_r2_any_landsat.onnx --name ada3d-any-r2 --description "$(ANY_R2_CARD)"
+	$(PY) -m model_export.export --checkpoint runs/any_r4/best.pt --band-range $(ANY_RANGE) \
+		--out ada3d_qgis/models/ada3d_r4_any_vhr.onnx --name ada3d-any-r4 --description "$(ANY_R4_CARD)"
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality

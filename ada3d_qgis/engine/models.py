@@ -201,8 +201,13 @@ def choose_model(
 
 
 def _run_on(meta: ModelMetadata, bands: int) -> str:
-    """", run on the 5 selected bands" for a band-agnostic model, else nothing."""
-    return f", run on the {bands} selected bands" if meta.band_agnostic else ""
+    """", run on the 5 selected bands" for a band-agnostic model, else nothing;
+    it says so when they are more than the bands it was trained with."""
+    if not meta.band_agnostic:
+        return ""
+    trained = len(meta.band_names)
+    beyond = f", more than the {trained} it was trained with" if bands > trained else ""
+    return f", run on the {bands} selected bands{beyond}"
 
 
 def _at_least_as_good(agnostic: ModelMetadata, fixed: ModelMetadata) -> bool:

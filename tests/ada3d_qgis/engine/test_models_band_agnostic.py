@@ -69,3 +69,20 @@ def test_an_explicit_band_agnostic_model_is_checked_against_its_range(agnostic_m
     assert choice.metadata.bands == 5
     with pytest.raises(Ada3DError, match="takes 3 to 6 multispectral bands, but 8 are selected"):
         choose_model(8, 2.0, explicit=agnostic_model)
+
+
+def test_more_bands_than_it_was_trained_with_are_named_in_the_reason(tmp_path, agnostic_model):
+    proto = onnx.load(str(agnostic_model))
+    names = None
+    for p in proto.metadata_props:
+        if p.key == "max_bands":
+            p.value = "8"
+        if p.key == "band_names":
+            names = json.loads(p.value)
+    onnx.save(proto, str(tmp_path / "any.onnx"))
+    assert names is not None and len(names) == 6
+    eight = choose_model(8, 2.0, folder=tmp_path)
+    assert "any 3 to 8 bands" in eight.reason
+    assert "run on the 8 selected bands, more than the 6 it was trained with" in eight.reason
+    six = choose_model(6, 2.0, folder=tmp_path)
+    assert "run on the 6 selected bands" in six.reason and "more than" not in six.reason
