@@ -1,6 +1,6 @@
 """Are two versions of the shipped models equal through the plugin's engine?
 
-    python -m bench.equality --reference DIR [--out docs/equality.md]
+    python -m bench.equality (--reference DIR | --commit REV) [--out docs/equality.md]
 
 For each shipped model (ada3d_qgis/models/*.onnx) and the file of the same
 name in DIR (e.g. the previous export, from ``git show``), runs the plugin's
@@ -73,24 +73,43 @@ def compare(model: Path, reference: Path, work: Path) -> dict:
             "max_normalised": float(diff.max()), "mean_normalised": float(diff.mean())}
 
 
+def _export_from_git(revision: str, model: Path, out: Path) -> None:
+    """``model`` as it was at ``revision``, if it existed there."""
+    import subprocess
+
+    name = model.relative_to(REPO).as_posix()
+    proc = subprocess.run(["git", "-C", str(REPO), "show", f"{revision}:{name}"],
+                          capture_output=True, check=False)
+    if proc.returncode == 0:
+        out.write_bytes(proc.stdout)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", type=Path, required=True,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--reference", type=Path,
                         help="folder with the models to compare against, same file names")
+    source.add_argument("--commit", help="git revision whose shipped models to compare against")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "equality.md")
     args = parser.parse_args()
     rows = []
-    for model in sorted(MODELS.glob("*.onnx")):
-        reference = args.reference / model.name
-        if not reference.is_file():
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            rows.append(compare(model, reference, Path(tmp)))
-        print(rows[-1], flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        if args.commit:
+            args.reference = Path(folder)
+            for model in sorted(MODELS.glob("*.onnx")):
+                _export_from_git(args.commit, model, args.reference / model.name)
+        for model in sorted(MODELS.glob("*.onnx")):
+            reference = args.reference / model.name
+            if not reference.is_file():
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                rows.append(compare(model, reference, Path(tmp)))
+            print(rows[-1], flush=True)
+    given = f"--commit {args.commit}" if args.commit else f"--reference {args.reference}"
     lines = [
         "# Shipped models against their previous export",
         "",
-        f"Made by `python -m bench.equality --reference {args.reference}`: the plugin's "
+        f"Made by `python -m bench.equality {given}`: the plugin's "
         "engine (`pipeline.run`, which `ada3d:pansharpen` calls) on the embedded Landsat 8 "
         "sample (Float32; the ratio-4 model gets the MS averaged over 2 x 2 blocks) with "
         "each model file; differences in normalised units (over the MS band's standard "

@@ -51,6 +51,7 @@ the fastest there, but it has no Gather, which the export constraint asks for.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as fn
@@ -146,13 +147,31 @@ class SpatialKernel:
         return out.flatten(2, 3)
 
 
+@dataclass
+class AdaptiveBias:
+    """The adaptive bias a[b, l] g[b, y, x] e[b, c], kept as its three factors."""
+
+    band: Tensor  # a: (B, 1, L)
+    space: Tensor  # g: (B, 1, H, W)
+    channel: Tensor  # e: (B, C)
+
+    def full(self) -> Tensor:
+        """(B, C, L, H, W)."""
+        return (
+            self.band[:, :, :, None, None]
+            * self.space[:, :, None]
+            * self.channel[:, :, None, None, None]
+        )
+
+
 def adaptive_conv3d(
     f: Tensor,
     kspe: Tensor,
     kspa: SpatialKernel,
     formulation: str = DEFAULT_FORMULATION,
+    bias: AdaptiveBias | None = None,
 ) -> Tensor:
-    """Depthwise adaptive 3x3x3 convolution of ``f`` without its bias.
+    """Depthwise adaptive 3x3x3 convolution of ``f``, plus ``bias`` if given.
 
     - ``f``: (B, C, L, H, W) features.
     - ``kspe``: (B, C, L, 27) normalised spectral kernel.
@@ -162,22 +181,28 @@ def adaptive_conv3d(
     same result (tests check them against the explicit 27-tap kernel).
     """
     if formulation == "strips":
-        return adaptive_conv3d_strips(f, kspe, kspa)
+        return adaptive_conv3d_strips(f, kspe, kspa, bias=bias)
     _, _, bands, height, width = f.shape
     fpad = fn.pad(f, (1, 1, 1, 1, 1, 1))
     if formulation == "taps":
-        return _tap_by_tap(fpad, kspe, kspa, bands, height, width)
-    if formulation == "tap_gather":
-        return accumulate(_tap_gather_terms(fpad, kspe, kspa, bands, height, width))
-    return accumulate(
-        _group_term(fpad, kspe, kspa, j, m, height, width, formulation)
-        for j in range(3)
-        for m in range(3)
-    )
+        out = _tap_by_tap(fpad, kspe, kspa, bands, height, width)
+    elif formulation == "tap_gather":
+        out = accumulate(_tap_gather_terms(fpad, kspe, kspa, bands, height, width))
+    else:
+        out = accumulate(
+            _group_term(fpad, kspe, kspa, j, m, height, width, formulation)
+            for j in range(3)
+            for m in range(3)
+        )
+    return out if bias is None else out + bias.full()
 
 
 def adaptive_conv3d_strips(
-    f: Tensor, kspe: Tensor, kspa: SpatialKernel, rows: int = STRIP_ROWS
+    f: Tensor,
+    kspe: Tensor,
+    kspa: SpatialKernel,
+    rows: int = STRIP_ROWS,
+    bias: AdaptiveBias | None = None,
 ) -> Tensor:
     """The "strips" formulation: the layer evaluated ``rows`` output rows at a
     time by one scan (an ONNX Scan), each strip reading a one-row halo.
@@ -188,36 +213,74 @@ def adaptive_conv3d_strips(
     to the strip's result, C L values per pixel, instead of to the 27 C
     kernel values. Rows past the bottom are zero, as the padding is.
     """
-    batch, _, _, height, _ = f.shape
+    batch, channels, bands, height, _ = f.shape
     count = (height + rows - 1) // rows
     extra = count * rows - height
     fpad = fn.pad(f, (1, 1, 1, 1 + extra, 1, 1))
     hpad = fn.pad(kspa.hidden, (1, 1, 1, 1 + extra))
-    # Row r of strip k is padded row k * rows + r: one Gather builds the strips.
+    # Each strip gathers its rows, halo included, from the padded features
+    # seen as one table of rows (a free reshape), inside the scan: the strip
+    # is then built where it is used, in cache, and no copy of the whole
+    # feature volume is made to lay the strips out.
+    rows_table = fpad.reshape(-1, fpad.shape[4])
+    f_rows = strip_rows(batch, channels, bands + 2, fpad.shape[3], count, rows, f.device)
+    # Row r of strip k is padded row k * rows + r (the hidden map is small).
     index = (
         torch.arange(count, device=f.device)[:, None] * rows
         + torch.arange(rows + 2, device=f.device)[None, :]
     ).reshape(-1)
     # The scan runs over (tile, strip) pairs, tile-major, each with a batch
     # of one: a batch axis inside the scan body fails torch's export.
-    f_strips = _strips_first(torch.index_select(fpad, 3, index), 3, count)
     h_strips = _strips_first(torch.index_select(hpad, 2, index), 2, count)
-    weight, bias = strip_kernel_weights(kspa)
-    bands = f.shape[2]
+    weight, kernel_bias = strip_kernel_weights(kspa)
     # Band l's spectral neighbours l, l+1, l+2 in the padded band axis.
     neighbours = torch.arange(bands, device=f.device)[:, None] + torch.arange(3, device=f.device)
     neighbours = neighbours.reshape(-1)
     # (B K, 9, 1, C, L, 1, 3): per spatial offset, the three spectral taps.
     spe = kspe.unflatten(3, (3, 9)).permute(0, 4, 1, 2, 3).unsqueeze(4).unsqueeze(2)
-    spe = spe.unsqueeze(1).expand(-1, count, -1, -1, -1, -1, -1, -1).flatten(0, 1)
+    spe = _per_strip(spe, count)
 
-    def step(carry: Tensor, strip: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    xs = [f_rows, h_strips, spe]
+    if bias is not None:
+        # The bias joins each strip's result in cache, not the whole volume.
+        # (B K, 1, C, L, 1, 1): a e per tile; (B K, 1, 1, rows, W): the strip's g.
+        band_channel = (bias.channel[:, :, None] * bias.band)[:, None, :, :, None, None]
+        xs.append(_per_strip(band_channel, count))
+        space = fn.pad(bias.space, (0, 0, 0, extra)).unflatten(2, (count, rows))
+        xs.append(space.movedim(2, 1).flatten(0, 1).unsqueeze(1))
+
+    def step(carry: Tensor, strip: list[Tensor]) -> tuple[Tensor, Tensor]:
+        f_strip = torch.index_select(rows_table, 0, strip[0])
+        f_strip = f_strip.reshape(1, channels, bands + 2, rows + 2, -1)
+        out = _strip(f_strip, strip[1], weight, kernel_bias, strip[2], neighbours)
+        if len(strip) > 3:
+            out = out + strip[3] * strip[4]
         # The carry is unused; scan wants one, and a copy, not the same tensor.
-        return carry.clone(), _strip(strip[0], strip[1], weight, bias, strip[2], neighbours)
+        return carry.clone(), out
 
-    _, out = scan(step, f.new_zeros(1), (f_strips, h_strips, spe))  # (B K, 1, C, L, rows, W)
+    _, out = scan(step, f.new_zeros(1), xs)  # (B K, 1, C, L, rows, W)
     out = out.unflatten(0, (batch, count)).squeeze(2).permute(0, 2, 3, 1, 4, 5)
     return out.flatten(3, 4)[:, :, :, :height]
+
+
+def _per_strip(x: Tensor, count: int) -> Tensor:
+    """(B, ...) per tile -> (B K, ...): the same for each of its ``count`` strips."""
+    return x.unsqueeze(1).expand(-1, count, *([-1] * (x.dim() - 1))).flatten(0, 1)
+
+
+def strip_rows(
+    batch: int, channels: int, planes: int, padded_rows: int, count: int, rows: int, device
+) -> Tensor:
+    """(B K, C P (R+2)): for strip k of tile b, the numbers of its rows in a
+    (B, C, P, padded_rows, W') volume seen as a table of rows, in (channel,
+    plane, row) order, each strip ``rows`` rows and a one-row halo."""
+    b = torch.arange(batch, device=device)[:, None, None, None, None]
+    k = torch.arange(count, device=device)[None, :, None, None, None]
+    c = torch.arange(channels, device=device)[None, None, :, None, None]
+    p = torch.arange(planes, device=device)[None, None, None, :, None]
+    r = torch.arange(rows + 2, device=device)[None, None, None, None, :]
+    number = ((b * channels + c) * planes + p) * padded_rows + k * rows + r
+    return number.flatten(2).flatten(0, 1)
 
 
 def _strips_first(x: Tensor, axis: int, count: int) -> Tensor:

@@ -37,6 +37,7 @@ from torch.utils.checkpoint import checkpoint
 from model_export.adaptive_conv import (
     DEFAULT_FORMULATION,
     TAPS,
+    AdaptiveBias,
     SpatialKernel,
     adaptive_conv3d,
     tap_normalise,
@@ -115,15 +116,11 @@ class AdaptiveConv3d(nn.Module):
         kspe = kspe.permute(0, 1, 3, 2)  # (B, C, L, 27)
         # spa2 is applied inside, a group of taps at a time (memory).
         kspa = SpatialKernel(_lrelu(self.spa1(g)), self.spa2.weight, self.spa2.bias, self.channels)
-        out = adaptive_conv3d(f, kspe, kspa, self.formulation)
-
-        a = self.bias_band(pooled_f)  # (B, 1, L)
-        gs = self.bias_space(g)  # (B, 1, H, W)
         e = self.bias_chan2(
             _lrelu(self.bias_chan1(torch.cat([pooled_f.mean(dim=2), pooled_g], dim=1)))
         )  # (B, C)
-        beta = a[:, :, :, None, None] * gs[:, :, None] * e[:, :, None, None, None]
-        return out + beta
+        bias = AdaptiveBias(self.bias_band(pooled_f), self.bias_space(g), e)
+        return adaptive_conv3d(f, kspe, kspa, self.formulation, bias)
 
 
 class ResBlock2d(nn.Module):

@@ -13,6 +13,7 @@ import torch
 
 from model_export.adaptive_conv import (
     TAPS,
+    AdaptiveBias,
     SpatialKernel,
     adaptive_conv3d,
     adaptive_conv3d_strips,
@@ -46,6 +47,29 @@ def test_strips_equal_tap_by_tap_at_every_strip_height(rows, height):
     got = adaptive_conv3d_strips(f, kspe, kspa, rows=rows)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("rows", [3, 8])
+@pytest.mark.parametrize("formulation", ["strips", "tap_gather", "gather_mul"])
+def test_the_adaptive_bias_joins_every_formulation_the_same_way(rows, formulation):
+    # Strips add it strip by strip inside the scan (height 7: the last strip
+    # is cut short), the others to the whole volume; two tiles with their own
+    # factors, so that a mix-up of tiles shows.
+    f, kspe, kspa = layer_inputs(2, 7, 9, seed=3)
+    gen = torch.Generator().manual_seed(4)
+    bias = AdaptiveBias(torch.randn(2, 1, BANDS, generator=gen, dtype=torch.float64),
+                        torch.randn(2, 1, 7, 9, generator=gen, dtype=torch.float64),
+                        torch.randn(2, CHANNELS, generator=gen, dtype=torch.float64))
+    a, g, e = bias.band, bias.space, bias.channel
+    expected = adaptive_conv3d(f, kspe, kspa, "tap_gather") + (
+        a[:, :, :, None, None] * g[:, :, None] * e[..., None, None, None]
+    )
+    if formulation == "strips":
+        got = adaptive_conv3d_strips(f, kspe, kspa, rows=rows, bias=bias)
+    else:
+        got = adaptive_conv3d(f, kspe, kspa, formulation, bias)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    assert (got - adaptive_conv3d(f, kspe, kspa, formulation)).abs().max() > 0.1
 
 
 @pytest.mark.parametrize("row", [3, 4])
