@@ -333,6 +333,14 @@ def plan_tiles(
                     model.tiles_per_run(grid[0].width, grid[0].height))
 
 
+def release_context_shape(model: ModelSession, plan: TilePlan) -> None:
+    """Close the session fixed to pass 1's windows when pass 2 runs others: its
+    memory would otherwise stay held beside the new shape's."""
+    first, tile = plan.context_tiles[0], plan.tiles[0]
+    if model.shaped is not None and (first.width, first.height) != (tile.width, tile.height):
+        model.shaped.clear()
+
+
 def output_types(inputs: AlignedInputs, model: ModelSession, stats: SceneStats):
     """(GDAL type, nodata) of the output; one nodata value for all bands."""
     declared = model.metadata.output_dtype
@@ -561,6 +569,7 @@ def _run_aligned(
                 model, inputs, context_tiles, stats, feedback, progress.context_tile,
                 plan.context_per_run,
             )
+            release_context_shape(model, plan)
         weight = 1.0 if context is not None else 0.0
         for batch, fused_batch in fuse_in_order(
             model, inputs, batches(tiles, per_run), stats, context, weight, feedback

@@ -30,6 +30,7 @@ from .pipeline import (
     output_types,
     plan_tiles,
     pooled_context,
+    release_context_shape,
     scene_statistics,
 )
 from .raster_io import AlignedInputs, Grid, align_pair, numpy_type
@@ -109,6 +110,7 @@ def plan_scene(
     if plan.two_pass:
         context = pooled_context(model, inputs, plan.context_tiles, stats, feedback,
                                  per_run=plan.context_per_run)
+        release_context_shape(model, plan)
     return ScenePlan(
         opts=opts,
         model=str(choice.path),

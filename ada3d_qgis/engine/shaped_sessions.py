@@ -70,5 +70,10 @@ class ShapedSessions:
                 self._sessions.popitem(last=False)
             return session
 
+    def clear(self) -> None:
+        """Close every session (a shape no longer run), giving back its memory."""
+        with self._lock:
+            self._sessions.clear()
+
     def __len__(self) -> int:
         return len(self._sessions)

@@ -92,3 +92,22 @@ def test_two_tiles_in_flight_get_whole_windows_more_share_their_area():
     assert shared_tile_size(256, 4, 16, 4) == 184
     # Never below four overlaps.
     assert shared_tile_size(64, 4, 14, 2) == 56
+
+
+def test_pass_one_s_session_is_closed_when_pass_two_runs_other_windows(sample_pan, sample_ms):
+    from ada3d_qgis.engine.pipeline import TilePlan, release_context_shape
+    from ada3d_qgis.engine.tiling import tile_grid
+
+    model = ses.open_session(SHIPPED_R2, "cpu")
+    context = np.zeros(model.metadata.context_size, np.float32)
+    model.run(*_sample_tile(sample_pan, sample_ms, 64), context, 0.0)
+    assert len(model.shaped) == 1
+    same = tile_grid(256, 256, 64, 14, 2)
+    release_context_shape(model, TilePlan(64, 14, same, same[:1], 1))
+    assert len(model.shaped) == 1  # pass 2 runs the same windows: kept
+    other = tile_grid(256, 256, 96, 14, 2)
+    release_context_shape(model, TilePlan(96, 14, other, same[:1], 1))
+    assert len(model.shaped) == 0
+    # The next window opens its session again and runs as before.
+    fused, _ = model.run(*_sample_tile(sample_pan, sample_ms, 64), context, 0.0)
+    assert len(model.shaped) == 1 and np.abs(fused).max() > 0.5
