@@ -32,8 +32,10 @@ itself), and every elementwise op over it is a pass through main memory. So:
 
 The shipped graphs use "strips" (``adaptive_conv3d_strips``): the layer
 block by block, a few output rows at a time in one ONNX Scan, so that a
-strip's temporaries stay in the CPU's cache; the spatial kernel is computed
-once per strip and normalised after the sum. PyTorch trains with "tap_gather".
+strip's temporaries stay in the CPU's cache. Each strip gathers its own rows,
+computes its spatial kernel once (one convolution per spatial offset),
+normalises after the sum and adds the adaptive bias, all in cache. PyTorch
+trains with "tap_gather".
 
 The exported graph is Conv + Slice + Gather + Mul + Add (+ MatMul and Scan for
 "strips"), which onnxruntime runs without custom ops. `python -m
