@@ -14,10 +14,11 @@ same GeoTIFF files:
 Prints a Markdown table per ratio (means over scenes) and writes it, with the
 per-scene numbers as JSON, under docs/.
 
-``--bands N`` (issue 18) scores the first N of B, G, R, NIR, SWIR1, SWIR2
-instead (3: the colour bands; 6: all FuseBox bands, Landsat 8 B2-B7), written
-to docs/quality_r{ratio}_{N}b.*: no shipped model takes other than four bands,
-so the Ada3D rows are then the ``--model`` files (a band-agnostic model).
+``--bands N`` scores the first N of B, G, R, NIR, SWIR1, SWIR2 instead (3:
+the colour bands; 6: all FuseBox bands, Landsat 8 B2-B7), written to
+docs/quality_r{ratio}_{N}b.*. "Ada3D (shipped)" is the model the plugin
+chooses for those bands; ``--model`` adds others (a model that is also the
+default is labelled so rather than run twice).
 
 ``--bands 8`` is the closest to an 8-band sensor (WorldView-2/3: coastal,
 blue, green, yellow, red, red edge, NIR1, NIR2) these public data allow: no
@@ -176,6 +177,17 @@ def table(per_case: dict[str, dict[str, dict]]) -> tuple[str, dict[str, dict]]:
     return "\n".join(lines), means
 
 
+def _default_model(bands: int, ratio: int) -> Path | None:
+    """The shipped model the plugin chooses for ``bands`` bands at ``ratio``, if any."""
+    from ada3d_qgis.engine import Ada3DError
+    from ada3d_qgis.engine.models import choose_model
+
+    try:
+        return choose_model(bands, float(ratio)).path
+    except Ada3DError:
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ratio", type=int, action="append", choices=(2, 4))
@@ -184,27 +196,34 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs")
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--projection", action="store_true",
-                        help="also score each Ada3D model followed by methods.projected")
+                        help="also score the default Ada3D model followed by methods.projected")
     parser.add_argument("--bands", type=int, choices=(3, 4, 5, 6, 8), default=4,
                         help="the first N of B, G, R, NIR, SWIR1, SWIR2 (4: the shipped models'); "
                              "8: the 8-band proxy (see above)")
     args = parser.parse_args()
-    if args.bands != 4 and not args.model:
-        parser.error(f"no shipped model takes {args.bands} bands: give a band-agnostic --model")
+    for ratio in args.ratio or (2, 4):
+        if _default_model(args.bands, ratio) is None and not args.model:
+            parser.error(f"no shipped model takes {args.bands} bands at ratio {ratio}: "
+                         "give a band-agnostic --model")
     app = start_qgis()  # noqa: F841 - keep QGIS alive for processing.run
     cases = load_cases(args.shared, args.bands)
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.bands == 4 else f"_{args.bands}b"
     for ratio in args.ratio or (2, 4):
         all_methods = dict(methods.CLASSICAL)
-        if args.bands == 4:
+        default = _default_model(args.bands, ratio)
+        if default is not None and default.resolve() not in [m.resolve() for m in args.model]:
             all_methods["Ada3D (shipped)"] = methods.ada3d()
         for model in args.model:
-            all_methods[f"Ada3D ({model.stem})"] = methods.ada3d(model)
-        ours_name = next(m for m in all_methods if m.startswith("Ada3D"))
+            chosen = default is not None and model.resolve() == default.resolve()
+            label = ", default" if chosen else ""
+            all_methods[f"Ada3D ({model.stem}{label})"] = methods.ada3d(model)
+        # Ours: the default model (what the plugin runs on these bands), else the first given.
+        ours_name = next((m for m in all_methods if m == "Ada3D (shipped)" or
+                          m.endswith(", default)")), None)
+        ours_name = ours_name or next(m for m in all_methods if m.startswith("Ada3D"))
         if args.projection:
-            for name in [m for m in all_methods if m.startswith("Ada3D")]:
-                all_methods[f"{name} + projection"] = methods.projected(all_methods[name])
+            all_methods[f"{ours_name} + projection"] = methods.projected(all_methods[ours_name])
         per_case = {}
         for case in cases:
             with tempfile.TemporaryDirectory() as tmp:
