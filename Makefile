@@ -90,8 +90,16 @@ export-any: $(STAMP)
 	$(PY) -m model_export.export --checkpoint runs/any_r4/best.pt --band-range $(ANY_RANGE) \
 		--out ada3d_qgis/models/ada3d_r4_any_vhr.onnx --name ada3d-any-r4 --description "$(ANY_R4_CARD)"
 
+# Every table of docs/quality_*: four bands with both kinds of model (and the
+# consistency projection), then the other band counts with the model the
+# plugin chooses for them (the 8-band case is a proxy: bench/quality.py).
+MODELS := ada3d_qgis/models
 bench-quality: $(STAMP)
-	$(PY) -m bench.quality
+	$(PY) -m bench.quality --ratio 2 --projection \
+		--model $(MODELS)/ada3d_r2_4b_landsat.onnx --model $(MODELS)/ada3d_r2_any_landsat.onnx
+	$(PY) -m bench.quality --ratio 4 --projection \
+		--model $(MODELS)/ada3d_r4_4b_vhr.onnx --model $(MODELS)/ada3d_r4_any_vhr.onnx
+	for n in 6 3 5 8; do $(PY) -m bench.quality --bands $$n || exit 1; done
 
 bench-speed: $(STAMP)
 	$(PY) -m bench.speed
