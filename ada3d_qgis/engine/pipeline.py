@@ -286,8 +286,8 @@ def shared_tile_size(model_tile: int, workers: int, overlap: int, ratio: int) ->
 @dataclass
 class TilePlan:
     """The tiles of a run: the grid, the spread tiles of the pooled context
-    (none when one window of the model's tile size holds the scene, or the
-    model has no context input) and tiles per model run of each."""
+    (none when one tile holds the scene, or the model has no context input)
+    and tiles per model run of each."""
 
     tile_size: int
     overlap: int
@@ -320,14 +320,13 @@ def plan_tiles(
     width, height = inputs.grid.width, inputs.grid.height
     tiles = tile_grid(width, height, tile_size, overlap, r)
     per_run = model.tiles_per_run(tiles[0].width, tiles[0].height)
-    if not model.has_context:
+    if not model.has_context or len(tiles) == 1:
+        # One window holds the scene: one pass with its own statistics (exact).
         return TilePlan(tile_size, overlap, tiles, [], per_run)
     # The pooled context always comes from windows of the model's tile size,
     # so that the result depends neither on the tile size nor on the cores.
     model_tile = round_up(meta.tile_size, r)
     grid = tiles if tile_size == model_tile else tile_grid(width, height, model_tile, overlap, r)
-    if len(grid) == 1 and len(tiles) == 1:
-        return TilePlan(tile_size, overlap, tiles, [], per_run)
     context_tiles = spread_tiles(grid, context_tile_count(len(grid)))
     return TilePlan(tile_size, overlap, tiles, context_tiles, per_run,
                     model.tiles_per_run(grid[0].width, grid[0].height))
