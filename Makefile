@@ -100,6 +100,7 @@ bench-quality: $(STAMP)
 	$(PY) -m bench.quality --ratio 4 --projection \
 		--model $(MODELS)/ada3d_r4_4b_vhr.onnx --model $(MODELS)/ada3d_r4_any_vhr.onnx
 	for n in 6 3 5 8; do $(PY) -m bench.quality --bands $$n || exit 1; done
+	$(PY) -m bench.quality_summary
 
 bench-speed: $(STAMP)
 	$(PY) -m bench.speed
