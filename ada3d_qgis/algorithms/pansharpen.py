@@ -67,17 +67,32 @@ bands) with a cumulative-cut stretch.</p>"""
 @lru_cache(maxsize=4)
 def _shipped_default(key: str) -> str:
     """The shipped models' ``key`` (tile_size, overlap) for the help: "256 px",
-    or "14 px at ratio 2, 16 px at ratio 4"; empty when they cannot be read."""
+    "14 px at ratio 2, 16 px at ratio 4" or "256 px, 224 px for the
+    band-agnostic models"; empty when they cannot be read."""
     try:
         from ..engine.models import shipped_models
 
-        by_ratio = {meta.ratio: getattr(meta, key) for _, meta in shipped_models()}
+        rows = [(meta.ratio, meta.band_agnostic, getattr(meta, key))
+                for _, meta in shipped_models()]
     except Exception:  # a missing onnxruntime must not break the dialog
         return ""
-    values = set(by_ratio.values())
-    if len(values) == 1:
-        return f"{values.pop()} px"
-    return ", ".join(f"{v} px at ratio {r}" for r, v in sorted(by_ratio.items()))
+    return _describe_values(rows)
+
+
+def _describe_values(rows: list) -> str:
+    """(ratio, band-agnostic, value) rows in as few words as they allow."""
+    values = sorted({v for *_, v in rows})
+    if len(values) <= 1:
+        return f"{values[0]} px" if values else ""
+    for index, say in ((0, lambda k: f"at ratio {k}"),
+                       (1, lambda k: "for the band-agnostic models" if k else "")):
+        groups: dict = {}
+        for row in rows:
+            groups.setdefault(row[index], set()).add(row[2])
+        if all(len(v) == 1 for v in groups.values()):
+            parts = [f"{next(iter(v))} px {say(k)}".strip() for k, v in sorted(groups.items())]
+            return ", ".join(parts)
+    return f"{values[0]} to {values[-1]} px"
 
 
 def _default_label(label: str, key: str) -> str:
