@@ -190,11 +190,32 @@ def scaling(rows: list[dict], method: str, small: int, large: int) -> dict | Non
     return out
 
 
-def run_methods(pan: Path, ms: Path, size: int, work: Path, model: Path):
-    """(method, measurement) of each method on one mosaic, one after the other."""
-    yield "Ada3D (ada3d:pansharpen)", end_to_end("ada3d:pansharpen", {
+ADA3D = "Ada3D (ada3d:pansharpen)"
+OTB = "OTB bayes"
+
+
+def _plugin_default(bands: int, ratio: int) -> Path | None:
+    """The shipped model the plugin chooses for ``bands`` bands at ``ratio``."""
+    from ada3d_qgis.engine import Ada3DError
+    from ada3d_qgis.engine.models import choose_model
+
+    try:
+        return choose_model(bands, float(ratio)).path
+    except Ada3DError:
+        return None
+
+
+def run_methods(pan: Path, ms: Path, size: int, work: Path, model: Path,
+                default: Path | None = None):
+    """(method, measurement) of each method on one mosaic, one after the other;
+    ``default``: the model the plugin chooses for these bands, when not ``model``."""
+    yield ADA3D, end_to_end("ada3d:pansharpen", {
         "PANCHROMATIC": pan, "SPECTRAL": ms, "MODEL": model, "DEVICE": "2",
         "OUTPUT": work / f"ada3d_{size}.tif"})
+    if default is not None:
+        yield f"Ada3D, default model ({default.stem})", end_to_end("ada3d:pansharpen", {
+            "PANCHROMATIC": pan, "SPECTRAL": ms, "DEVICE": "2",
+            "OUTPUT": work / f"ada3d_default_{size}.tif"})
     yield "gdal:pansharp", end_to_end("gdal:pansharp", {
         "SPECTRAL": ms, "PANCHROMATIC": pan, "RESAMPLING": "2",
         "OUTPUT": work / f"gdal_{size}.tif"})
@@ -280,9 +301,11 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        default = _plugin_default(meta.bands, meta.ratio)
+        default = None if default is None or default.resolve() == args.model.resolve() else default
         for size in args.sizes:
             pan, ms = mosaic(size, work)
-            for method, result in run_methods(pan, ms, size, work, args.model):
+            for method, result in run_methods(pan, ms, size, work, args.model, default):
                 row = {"method": method, "pan_size": size, "pan_pixels": size * size, **result,
                        "pan_mpix_per_s": size * size / 1e6 / result["seconds"]}
                 rows.append(row)
@@ -302,8 +325,6 @@ def main() -> None:
     write_report(report, args.out)
 
 
-ADA3D = "Ada3D (ada3d:pansharpen)"
-OTB = "OTB bayes"
 
 
 def windows(report: dict, size: int) -> str:
