@@ -367,7 +367,8 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
             ) from exc
         except Ada3DError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        register_output(context, output, self._layer_name, result.band_names)
+        register_output(context, output, self._layer_name, result.band_names,
+                        result.descriptions)
         return {
             self.OUTPUT: str(result.output),
             self.MODEL_USED: str(result.model),

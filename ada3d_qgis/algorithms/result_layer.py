@@ -10,6 +10,7 @@ it is given), never from ``prepareAlgorithm``: :func:`register_output`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from qgis.core import (
@@ -40,11 +41,14 @@ def _cumulative_cut():
 
 
 def true_colour_bands(band_names: Sequence[str]) -> tuple[int, int, int] | None:
-    """1-based (red, green, blue) bands by the model's band names, or None."""
-    lowered = [name.strip().lower() for name in band_names]
+    """1-based (red, green, blue) bands by their names, or None: a name is an
+    alias ("R", "red") or starts with one as a word ("Red (B4, 0.64-0.67 um)")."""
+    words = [(name.strip().lower(), re.split(r"[^a-z]+", name.strip().lower())[0])
+             for name in band_names]
     found = []
     for aliases in _RGB_NAMES:
-        index = next((i for i, name in enumerate(lowered) if name in aliases), None)
+        index = next((i for i, (whole, first) in enumerate(words)
+                      if whole in aliases or first in aliases[1:]), None)
         if index is None:
             return None
         found.append(index + 1)
@@ -84,14 +88,21 @@ class FusedLayerStyle(QgsProcessingLayerPostProcessorInterface):
 
 
 def register_output(
-    context: QgsProcessingContext, output: str, name: str, band_names: Sequence[str]
+    context: QgsProcessingContext,
+    output: str,
+    name: str,
+    band_names: Sequence[str],
+    descriptions: Sequence[str] = (),
 ) -> bool:
-    """Name and style ``output`` when Processing will load it; False when it won't."""
+    """Name and style ``output`` when Processing will load it; False when it
+    won't. Red, green and blue come from the model's band names, else (a
+    band-agnostic model names none) from the bands' descriptions."""
     if not context.willLoadLayerOnCompletion(output):
         return False
     details = context.layerToLoadOnCompletionDetails(output)
     details.name = name
-    processor = FusedLayerStyle(name, true_colour_bands(band_names))
+    rgb = true_colour_bands(band_names) or true_colour_bands(descriptions)
+    processor = FusedLayerStyle(name, rgb)
     _PROCESSORS[output] = processor
     details.setPostProcessor(processor)
     return True

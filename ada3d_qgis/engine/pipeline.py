@@ -92,8 +92,11 @@ class RunResult:
     width: int
     height: int
     seconds: float
-    #: The model's name for each output band (e.g. B, G, R, NIR).
+    #: The model's name for each output band (e.g. B, G, R, NIR; band1.. for
+    #: a band-agnostic model).
     band_names: list[str] = field(default_factory=list)
+    #: The output bands' descriptions (the MS bands', else the model's names).
+    descriptions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -595,4 +598,5 @@ def _run_aligned(
         out_grid.height,
         seconds,
         list(model.metadata.for_bands(inputs.bands).band_names),
+        band_descriptions(inputs, model),
     )

@@ -114,7 +114,10 @@ def test_pansharpen_dialog_in_the_desktop_puts_the_styled_layer_on_the_map(deskt
     assert state["renderer"] == "multibandcolor" and state["rgb"] == [3, 2, 1]
     assert state["limits"] == 3  # QgsRasterMinMaxOrigin.CumulativeCut
     # The log an analyst reads: the summary lines, no layers "not correctly generated".
-    assert "Model: ada3d_r2_4b_landsat.onnx" in state["log"]
+    # The model the plugin chooses for four bands at ratio 2, whichever ships as that.
+    from ada3d_qgis.engine.models import choose_model
+
+    assert f"Model: {choose_model(4, 2.0).path.name}" in state["log"]
     assert "Done in " in state["log"] and "not correctly generated" not in state["log"]
     shot = folder / "desktop.png"
     subprocess.run([_tool("import"), "-window", "root", str(shot)], env=env, check=True,

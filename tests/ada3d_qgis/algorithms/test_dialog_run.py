@@ -117,6 +117,11 @@ def test_true_colour_bands_by_name():
     assert true_colour_bands(["B", "G", "R", "NIR"]) == (3, 2, 1)
     assert true_colour_bands(["nir", "Red", "green", "blue"]) == (2, 3, 4)
     assert true_colour_bands(["coastal", "nir"]) is None
+    # Descriptions (a band-agnostic model names no bands): the leading word counts.
+    assert true_colour_bands(["Blue (B2, 0.45-0.51 um)", "Green (B3)", "Red (B4)"]) == (3, 2, 1)
+    assert true_colour_bands(["band1", "band2", "band3"]) is None
+    assert true_colour_bands(["Bluish", "Greenland", "Redwood"]) is None
+    assert true_colour_bands(["B2", "B3", "B4"]) is None
 
 
 def test_a_batch_dialog_run_loads_every_result(ada3d_provider, project_layers, tmp_path):
