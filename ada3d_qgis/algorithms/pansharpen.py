@@ -184,8 +184,9 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
                 optional=True,
                 allowMultiple=True,
             ),
-            "Bands to pansharpen, in the order the model expects (the shipped models: "
-            "blue, green, red, near infrared). Empty: all bands.",
+            "Bands to pansharpen: 3 to 8 in any order for the shipped band-agnostic "
+            "models; blue, green, red, near infrared in that order for the 4-band ones. "
+            "Empty: all bands.",
         )
         self._add(
             QgsProcessingParameterFile(
