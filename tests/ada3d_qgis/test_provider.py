@@ -42,6 +42,7 @@ def test_help_is_paragraphs_with_a_guide_and_stated_defaults(ada3d_provider):
         assert url.split("#")[1] in anchors, (alg.id(), url)
     alg = QgsApplication.processingRegistry().algorithmById("ada3d:pansharpen")
     labels = {p.name(): p.description() for p in alg.parameterDefinitions()}
-    assert labels["TILE_SIZE"].endswith("(0 = the model's, 256 px)")
+    assert labels["TILE_SIZE"].endswith(
+        "(0 = the model's, 256 px, 224 px for the band-agnostic models)")
     assert labels["OVERLAP"].endswith("(0 = the model's, 14 px at ratio 2, 16 px at ratio 4)")
     assert "every panchromatic pixel whose centre" in alg.shortHelpString()
