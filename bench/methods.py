@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
-from ada3d_qgis.core.degrade import DEFAULT_MS_GAIN, degrade, upsample_cubic
+from ada3d_qgis.core.degrade import consistency_projection, degrade
 
 gdal.UseExceptions()
 
@@ -95,19 +95,6 @@ def ada3d(model: Path | None = None) -> Method:
         _processing_run("ada3d:pansharpen", params)
 
     return run
-
-
-def consistency_projection(
-    fused: np.ndarray, ms: np.ndarray, ratio: int, steps: int = 2
-) -> np.ndarray:
-    """``fused`` (L, H, W) moved towards degrade(fused) == ``ms`` (L, H/r, W/r):
-    each step adds the cubic upsampling of the remaining low-resolution difference."""
-    out = np.asarray(fused, np.float64)
-    rows, cols = ms.shape[-2] * ratio, ms.shape[-1] * ratio
-    for _ in range(steps):
-        residual = ms - degrade(out[:, :rows, :cols], ratio, DEFAULT_MS_GAIN)
-        out[:, :rows, :cols] += upsample_cubic(residual, ratio)
-    return out
 
 
 def projected(method: Method) -> Method:

@@ -22,6 +22,7 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
@@ -114,6 +115,7 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
     TILE_SIZE = "TILE_SIZE"
     OVERLAP = "OVERLAP"
     OPTIONS = "OPTIONS"
+    CONSISTENCY = "CONSISTENCY"
     OUTPUT = "OUTPUT"
     MODEL_USED = "MODEL_USED"
     EXECUTION_PROVIDER = "EXECUTION_PROVIDER"
@@ -234,6 +236,17 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
             "borders may show; 0 takes the model's recommendation.",
             advanced=True,
         )
+        self._add(
+            QgsProcessingParameterBoolean(
+                self.CONSISTENCY, _tr("Make the result consistent with the multispectral"),
+                False,
+            ),
+            "Corrects each tile so that the result, blurred and reduced to the "
+            "multispectral pixel size, matches the multispectral image. On the validation "
+            "scenes this improved every reduced-resolution score and mostly QNR (README, "
+            "Full resolution). Tiles then need a wider overlap, which costs time.",
+            advanced=True,
+        )
         options = QgsProcessingParameterString(
             self.OPTIONS, _tr("Additional creation options"), "", optional=True
         )
@@ -351,6 +364,7 @@ class PansharpenAlgorithm(QgsProcessingAlgorithm):
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
             creation_options=options,
+            consistency=self.parameterAsBool(parameters, self.CONSISTENCY, context),
         )
 
     def processAlgorithm(self, parameters, context, feedback):

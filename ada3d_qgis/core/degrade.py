@@ -299,3 +299,45 @@ def upsample_cubic(image: np.ndarray, ratio: int) -> np.ndarray:
     if image.dtype == np.float32:
         out = out.astype(np.float32)
     return out[0] if squeeze else out
+
+
+#: Steps of :func:`consistency_projection` (the second takes up most of what
+#: the first leaves).
+PROJECTION_STEPS = 2
+
+
+def consistency_projection(
+    fused: np.ndarray, ms: np.ndarray, ratio: int, steps: int = PROJECTION_STEPS
+) -> np.ndarray:
+    """``fused`` (L, H, W) moved towards degrade(fused) == ``ms`` (L, H/r, W/r):
+    each step adds the cubic upsampling of the remaining low-resolution
+    difference (float64)."""
+    out = np.array(fused, np.float64)
+    rows, cols = ms.shape[-2] * ratio, ms.shape[-1] * ratio
+    for _ in range(steps):
+        residual = ms - degrade(out[:, :rows, :cols], ratio, DEFAULT_MS_GAIN)
+        out[:, :rows, :cols] += upsample_cubic(residual, ratio)
+    return out
+
+
+def projection_halo(ratio: int, steps: int = PROJECTION_STEPS) -> int:
+    """PAN pixels around a pixel that :func:`consistency_projection` reads
+    (measured with an impulse, as the model's halo is): a tile must keep that
+    much more overlap for its core to come out as the whole image's."""
+    size = 16 * ratio * (steps + 1)
+    centre = size // 2
+    fused = np.zeros((1, size, size))
+    fused[0, centre, centre] = 1.0
+    ms = np.zeros((1, size // ratio, size // ratio))
+    change = np.abs(consistency_projection(fused, ms, ratio, steps) - fused)[0]
+    change[centre, centre] = 0.0
+    change += np.abs(consistency_projection(np.zeros_like(fused), _impulse(ms, centre // ratio),
+                                            ratio, steps))[0]
+    ys, xs = np.nonzero(change > 1e-12)
+    return int(max(np.abs(ys - centre).max(), np.abs(xs - centre).max()))
+
+
+def _impulse(ms: np.ndarray, at: int) -> np.ndarray:
+    out = np.zeros_like(ms)
+    out[0, at, at] = 1.0
+    return out

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.degrade import consistency_projection, projection_halo
 from ..core.normalise import BandStats, RunningStats, denormalise, normalise
 from . import Ada3DError
 from .feedback import Feedback, PrintFeedback, check_cancel, detail, duration, info, warn
@@ -80,6 +81,9 @@ class RunOptions:
     #: GDAL driver short name; None: from the output's extension.
     driver: str | None = None
     creation_options: Sequence[str] = ()
+    #: Project each tile's result so that, degraded to the MS resolution, it
+    #: matches the MS (core/degrade.consistency_projection); widens the overlap.
+    consistency: bool = False
 
 
 @dataclass
@@ -195,15 +199,20 @@ def read_tiles(inputs: AlignedInputs, tiles: Sequence[Tile], stats: SceneStats):
 
 
 def crop_tiles(inputs: AlignedInputs, tiles: Sequence[Tile], read, result,
-               stats: SceneStats) -> list[FusedTile]:
+               stats: SceneStats, consistency: bool = False) -> list[FusedTile]:
     """The cores of a model ``result`` (fused, own context) for ``tiles`` as
-    ``read_tiles`` read them, de-normalised, with their validity."""
+    ``read_tiles`` read them, de-normalised, with their validity; projected
+    onto the MS first when ``consistency`` (in normalised units: the
+    projection commutes with the per-band normalisation)."""
     r = inputs.ratio
     fused, own = result
     out = []
     for k, (tile, (ms_valid, pan_valid)) in enumerate(zip(tiles, read[2])):
         rows, cols = tile.core_slices
-        values = denormalise(fused[k][:, rows, cols], stats.ms)
+        window = fused[k]
+        if consistency:
+            window = consistency_projection(window, read[0][k], r).astype(np.float32)
+        values = denormalise(window[:, rows, cols], stats.ms)
         valid = (ms_valid.repeat(r, axis=1).repeat(r, axis=2)[:, rows, cols]
                  & pan_valid[rows, cols])
         out.append(FusedTile(values, valid, None if own is None else own[k]))
@@ -219,6 +228,7 @@ def fuse_in_order(
     weight: float,
     feedback: Feedback,
     workers: int | None = None,
+    consistency: bool = False,
 ) -> Iterator[tuple[list[Tile], list[FusedTile]]]:
     """``fuse_tiles`` over ``tile_batches``, in order, with up to ``workers``
     (default ``model.workers``) model runs at once while this thread reads the
@@ -230,7 +240,7 @@ def fuse_in_order(
         tile_batches, lambda b: read_tiles(inputs, b, stats), run, workers or model.workers,
         lambda: check_cancel(feedback),
     ):
-        yield batch, crop_tiles(inputs, batch, read, result, stats)
+        yield batch, crop_tiles(inputs, batch, read, result, stats, consistency)
 
 
 def batches(tiles: Sequence[Tile], size: int) -> Iterator[list[Tile]]:
@@ -311,6 +321,8 @@ def plan_tiles(
     once; rounded to the ratio), the grid and the pooled context's tiles."""
     meta, r = model.metadata, inputs.ratio
     overlap = round_up(opts.overlap or meta.overlap, r)
+    if opts.consistency:
+        overlap = round_up(overlap + projection_halo(r), r)
     tile_size = round_up(
         opts.tile_size or shared_tile_size(meta.tile_size, model.workers, overlap, r), r
     )
@@ -551,6 +563,9 @@ def _run_aligned(
         f"{inputs.resampling}.",
     )
     detail(feedback, _tile_plan_text(plan))
+    if opts.consistency:
+        info(feedback, f"Consistency with the multispectral: every tile is projected onto it "
+                       f"(tiles overlap by {plan.overlap} px for it).")
     progress = _Progress(feedback, len(context_tiles), len(tiles))
     with gdal_cache_limit(sweep_cache_bytes(inputs, stats_rows(inputs))):
         stats = scene_statistics(inputs, feedback, progress.stats)
@@ -574,7 +589,8 @@ def _run_aligned(
             release_context_shape(model, plan)
         weight = 1.0 if context is not None else 0.0
         for batch, fused_batch in fuse_in_order(
-            model, inputs, batches(tiles, per_run), stats, context, weight, feedback
+            model, inputs, batches(tiles, per_run), stats, context, weight, feedback,
+            consistency=opts.consistency,
         ):
             for tile, fused in zip(batch, fused_batch):
                 _write_tile(writer, tile, fused, gdal_type, nodata)

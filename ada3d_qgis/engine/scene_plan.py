@@ -153,7 +153,8 @@ def fuse_strip(
     runs = batches(tiles, model.tiles_per_run(tiles[0].width, tiles[0].height))
     # As pipeline.run does: up to model.workers tiles at once on a CPU.
     for batch, fused in fuse_in_order(model, inputs, runs, plan.stats, plan.context,
-                                      plan.weight, QuietFeedback()):
+                                      plan.weight, QuietFeedback(),
+                                      consistency=plan.opts.consistency):
         for tile, result in zip(batch, fused):
             _write_tile(sink, tile, result, plan.gdal_type, plan.nodata)  # type: ignore[arg-type]
     return sink.y0, sink.block

@@ -92,3 +92,14 @@ def test_four_bands_take_the_band_agnostic_model_only_where_it_validated_as_well
     assert choice.path.name == expected, choice.reason
     for bands in (3, 5, 6, 7, 8):
         assert choose_model(bands, ratio).path == agnostic
+
+
+def test_the_consistency_option_runs_from_the_command_line(qgis_process, sample_pan, tmp_path):
+    out = tmp_path / "consistent.tif"
+    proc = qgis_process("run", ALG, "--", f"PANCHROMATIC={sample_pan}", f"SPECTRAL={SAMPLE_MS6}",
+                        "DEVICE=2", "CONSISTENCY=true", f"OUTPUT={out}")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "Consistency with the multispectral: every tile is projected onto it" in log
+    ms = gdal.Open(str(SAMPLE_MS6)).ReadAsArray().astype(np.float64)
+    _fused_agrees_with_the_ms(out, ms)

@@ -220,3 +220,38 @@ def test_the_result_does_not_depend_on_the_tile_size(tmp_path, sample_pan, sampl
     for other in outputs[1:]:
         assert np.abs(other - outputs[0]).max() / scale.min() < 1e-5
     assert scale.min() > 100
+
+
+def test_the_consistency_projection_is_tile_exact_and_brings_the_result_to_the_ms(
+    tmp_path, sample_pan, sample_ms
+):
+    from ada3d_qgis.core.degrade import DEFAULT_MS_GAIN, degrade
+    from bench.equality import float_copy
+
+    pan = float_copy(sample_pan, tmp_path / "pan.tif")
+    ms = float_copy(sample_ms, tmp_path / "ms.tif")
+    outputs, logs = {}, {}
+    for tile, consistency in ((0, False), (0, True), (128, True)):
+        out, fb = tmp_path / f"fused_{tile}_{consistency}.tif", Quiet()
+        run(RunOptions(str(pan), str(ms), str(out), device="cpu", tile_size=tile,
+                       consistency=consistency), fb)
+        outputs[tile, consistency] = gdal.Open(str(out)).ReadAsArray().astype(np.float64)
+        logs[tile, consistency] = fb.log
+    assert any("Consistency with the multispectral" in line for line in logs[0, True])
+    assert not any("Consistency" in line for line in logs[0, False])
+    # The MS the engine fuses: resampled onto the grid of 2 x 2 PAN pixel blocks.
+    pan_ds, ms_ds = rio.open_raster(str(pan), "p"), rio.open_raster(str(ms), "m")
+    inputs = rio.align_inputs(pan_ds, 1, ms_ds, [1, 2, 3, 4], 2)
+    g = inputs.grid
+    msa = np.asarray(inputs.read_ms(0, 0, g.width // 2, g.height // 2), np.float64)
+    inputs.close()
+    scale = msa.reshape(4, -1).std(axis=1)[:, None, None]
+    # Tiles of another size give the same result: the overlap grew by the projection's reach.
+    assert np.abs(outputs[128, True] - outputs[0, True]).max() / scale.min() < 1e-4
+
+    def mismatch(fused):
+        """The result degraded to 30 m against that MS (inside the scene)."""
+        return np.abs(degrade(fused, 2, DEFAULT_MS_GAIN) - msa)[:, 8:-8, 8:-8].mean()
+
+    assert mismatch(outputs[0, True]) < 0.9 * mismatch(outputs[0, False])
+    assert np.abs(outputs[0, True] - outputs[0, False]).max() / scale.min() > 1e-3
