@@ -320,7 +320,8 @@ def plan_tiles(
     """Tile size and overlap (user, or the metadata's shared by the tiles run at
     once; rounded to the ratio), the grid and the pooled context's tiles."""
     meta, r = model.metadata, inputs.ratio
-    overlap = round_up(opts.overlap or meta.overlap, r)
+    model_overlap = round_up(opts.overlap or meta.overlap, r)
+    overlap = model_overlap
     if opts.consistency:
         overlap = round_up(overlap + projection_halo(r), r)
     tile_size = round_up(
@@ -338,10 +339,12 @@ def plan_tiles(
     if not model.has_context or len(tiles) == 1:
         # One window holds the scene: one pass with its own statistics (exact).
         return TilePlan(tile_size, overlap, tiles, [], per_run)
-    # The pooled context always comes from windows of the model's tile size,
-    # so that the result depends neither on the tile size nor on the cores.
+    # The pooled context always comes from windows of the model's tile size
+    # and overlap, so that the result depends neither on the tile size nor on
+    # the cores (nor, but for the projection, on the consistency option).
     model_tile = round_up(meta.tile_size, r)
-    grid = tiles if tile_size == model_tile else tile_grid(width, height, model_tile, overlap, r)
+    same = (tile_size, overlap) == (model_tile, model_overlap)
+    grid = tiles if same else tile_grid(width, height, model_tile, model_overlap, r)
     context_tiles = spread_tiles(grid, context_tile_count(len(grid)))
     return TilePlan(tile_size, overlap, tiles, context_tiles, per_run,
                     model.tiles_per_run(grid[0].width, grid[0].height))

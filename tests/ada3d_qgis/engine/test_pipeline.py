@@ -225,7 +225,7 @@ def test_the_result_does_not_depend_on_the_tile_size(tmp_path, sample_pan, sampl
 def test_the_consistency_projection_is_tile_exact_and_brings_the_result_to_the_ms(
     tmp_path, sample_pan, sample_ms
 ):
-    from ada3d_qgis.core.degrade import DEFAULT_MS_GAIN, degrade
+    from ada3d_qgis.core.degrade import DEFAULT_MS_GAIN, consistency_projection, degrade
     from bench.equality import float_copy
 
     pan = float_copy(sample_pan, tmp_path / "pan.tif")
@@ -254,4 +254,8 @@ def test_the_consistency_projection_is_tile_exact_and_brings_the_result_to_the_m
         return np.abs(degrade(fused, 2, DEFAULT_MS_GAIN) - msa)[:, 8:-8, 8:-8].mean()
 
     assert mismatch(outputs[0, True]) < 0.9 * mismatch(outputs[0, False])
+    # It is the projection of the plain result over the whole scene: the pooled
+    # context is the same with or without the option.
+    whole = consistency_projection(outputs[0, False], msa, 2)
+    assert np.abs(whole - outputs[0, True]).max() / scale.min() < 1e-3
     assert np.abs(outputs[0, True] - outputs[0, False]).max() / scale.min() > 1e-3
