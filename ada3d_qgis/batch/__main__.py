@@ -41,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
                      help="TILE_SIZE in PAN pixels (default 0: the model's)")
     alg.add_argument("--overlap", type=int, default=0,
                      help="OVERLAP in PAN pixels (default 0: the model's)")
+    alg.add_argument("--consistency", action="store_true",
+                     help="CONSISTENCY: project the result onto the MS (default off)")
     alg.add_argument("--options", default="",
                      help="COG creation options, KEY=VALUE separated by '|'")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -57,6 +59,7 @@ def settings_from(args: argparse.Namespace) -> BatchSettings:
         tile_size=args.tile_size,
         overlap=args.overlap,
         options=tuple(parse_options(args.options)),
+        consistency=args.consistency,
     )
 
 

@@ -47,6 +47,7 @@ class BatchSettings:
     overlap: int = 0
     #: COG creation options given by the user (over :data:`COG_OPTIONS`).
     options: tuple[str, ...] = field(default_factory=tuple)
+    consistency: bool = False
 
     def run_options(self, scene: Scene) -> RunOptions:
         return RunOptions(
@@ -61,6 +62,7 @@ class BatchSettings:
             overlap=self.overlap,
             driver="COG",
             creation_options=merge_options(COG_OPTIONS, self.options),
+            consistency=self.consistency,
         )
 
 

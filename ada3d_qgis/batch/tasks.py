@@ -130,6 +130,7 @@ def marker(opts: RunOptions, checked: Preflight) -> str:
             "tile_size": opts.tile_size,
             "overlap": opts.overlap,
             "options": list(opts.creation_options),
+            "consistency": opts.consistency,
         },
         sort_keys=True,
     )

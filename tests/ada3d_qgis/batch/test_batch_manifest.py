@@ -27,7 +27,8 @@ def test_defaults_are_the_algorithms():
     opts = BatchSettings().run_options(Scene("p.tif", "m.tif", "o.tif"))
     engine = {f.name: f.default for f in fields(RunOptions) if f.name not in ("pan", "ms",
                                                                               "output")}
-    for name in ("pan_band", "ms_bands", "model", "device", "tile_size", "overlap"):
+    for name in ("pan_band", "ms_bands", "model", "device", "tile_size", "overlap",
+                 "consistency"):
         assert getattr(opts, name) == engine[name], name
     assert opts.driver == "COG" and list(opts.creation_options) == list(COG_OPTIONS)
     # The command line's defaults are the same settings.
@@ -37,10 +38,10 @@ def test_defaults_are_the_algorithms():
 def test_command_line_options_reach_the_run_options():
     args = parser().parse_args(["--manifest", "x.csv", "--pan-band", "2", "--ms-bands", "3,2,1",
                                 "--device", "cpu", "--tile-size", "128", "--overlap", "16",
-                                "--options", "BLOCKSIZE=512|OVERVIEWS=NONE"])
+                                "--options", "BLOCKSIZE=512|OVERVIEWS=NONE", "--consistency"])
     opts = settings_from(args).run_options(Scene("p.tif", "m.tif", "o.tif", "own.onnx"))
     assert (opts.pan_band, opts.ms_bands, opts.device, opts.tile_size, opts.overlap,
-            opts.model) == (2, [3, 2, 1], "cpu", 128, 16, "own.onnx")
+            opts.model, opts.consistency) == (2, [3, 2, 1], "cpu", 128, 16, "own.onnx", True)
     assert "BLOCKSIZE=512" in opts.creation_options and "OVERVIEWS=NONE" in opts.creation_options
     assert "BLOCKSIZE=256" not in opts.creation_options  # the user's value replaces the default
 
