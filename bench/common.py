@@ -27,6 +27,27 @@ DEFAULT_MODEL = REPO / "ada3d_qgis" / "models" / "ada3d_r2_4b_landsat.onnx"
 DEFAULT_CHECKPOINT = REPO / "runs" / "r2" / "best.pt"
 
 
+def plugin_default_model(bands: int, ratio: int) -> Path | None:
+    """The shipped model the plugin chooses for ``bands`` bands at ``ratio``, if any."""
+    from ada3d_qgis.engine import Ada3DError
+    from ada3d_qgis.engine.models import choose_model
+
+    try:
+        return choose_model(bands, float(ratio)).path
+    except Ada3DError:
+        return None
+
+
+def default_ada3d_row(names: list[str]) -> str:
+    """Of bench.quality's method names, the default Ada3D model's row: "Ada3D
+    (shipped)" or the one labelled default, else the first Ada3D row that is
+    not a projection."""
+    for name in names:
+        if name == "Ada3D (shipped)" or name.endswith(", default)"):
+            return name
+    return next(m for m in names if m.startswith("Ada3D") and "projection" not in m)
+
+
 # --------------------------------------------------------------------------- inputs
 
 

@@ -44,6 +44,7 @@ from osgeo import gdal, osr
 from ada3d_qgis.core import metrics
 from ada3d_qgis.core.degrade import degrade, wald_pair
 from bench import methods
+from bench.common import default_ada3d_row, plugin_default_model
 from bench.qgis_app import start_qgis
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,17 +178,6 @@ def table(per_case: dict[str, dict[str, dict]]) -> tuple[str, dict[str, dict]]:
     return "\n".join(lines), means
 
 
-def _default_model(bands: int, ratio: int) -> Path | None:
-    """The shipped model the plugin chooses for ``bands`` bands at ``ratio``, if any."""
-    from ada3d_qgis.engine import Ada3DError
-    from ada3d_qgis.engine.models import choose_model
-
-    try:
-        return choose_model(bands, float(ratio)).path
-    except Ada3DError:
-        return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ratio", type=int, action="append", choices=(2, 4))
@@ -202,7 +192,7 @@ def main() -> None:
                              "8: the 8-band proxy (see above)")
     args = parser.parse_args()
     for ratio in args.ratio or (2, 4):
-        if _default_model(args.bands, ratio) is None and not args.model:
+        if plugin_default_model(args.bands, ratio) is None and not args.model:
             parser.error(f"no shipped model takes {args.bands} bands at ratio {ratio}: "
                          "give a band-agnostic --model")
     app = start_qgis()  # noqa: F841 - keep QGIS alive for processing.run
@@ -211,7 +201,7 @@ def main() -> None:
     suffix = "" if args.bands == 4 else f"_{args.bands}b"
     for ratio in args.ratio or (2, 4):
         all_methods = dict(methods.CLASSICAL)
-        default = _default_model(args.bands, ratio)
+        default = plugin_default_model(args.bands, ratio)
         if default is not None and default.resolve() not in [m.resolve() for m in args.model]:
             all_methods["Ada3D (shipped)"] = methods.ada3d()
         for model in args.model:
@@ -219,9 +209,7 @@ def main() -> None:
             label = ", default" if chosen else ""
             all_methods[f"Ada3D ({model.stem}{label})"] = methods.ada3d(model)
         # Ours: the default model (what the plugin runs on these bands), else the first given.
-        ours_name = next((m for m in all_methods if m == "Ada3D (shipped)" or
-                          m.endswith(", default)")), None)
-        ours_name = ours_name or next(m for m in all_methods if m.startswith("Ada3D"))
+        ours_name = default_ada3d_row(list(all_methods))
         if args.projection:
             all_methods[f"{ours_name} + projection"] = methods.projected(all_methods[ours_name])
         per_case = {}

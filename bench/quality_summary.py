@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import default_ada3d_row
+
 REPO = Path(__file__).resolve().parents[1]
 METRICS = {"SAM": min, "ERGAS": min, "Q2n": max, "QNR": max}
 FILE = re.compile(r"quality_r(?P<ratio>\d)(?:_(?P<bands>\d)b)?\.json$")
@@ -29,18 +31,10 @@ def means(per_case: dict[str, dict[str, dict]], prefix: str) -> dict[str, dict[s
             for m in methods}
 
 
-def ours(methods: list[str]) -> str:
-    """The default Ada3D row: "Ada3D (shipped)" or the one labelled default."""
-    for name in methods:
-        if name == "Ada3D (shipped)" or name.endswith(", default)"):
-            return name
-    return next(m for m in methods if m.startswith("Ada3D") and "projection" not in m)
-
-
 def row(label: str, table: dict[str, dict[str, float]]) -> tuple[str, bool]:
     """A Markdown row and whether Ada3D beats every classical method on SAM,
     ERGAS and Q2n."""
-    name = ours(list(table))
+    name = default_ada3d_row(list(table))
     classical = [m for m in table if not m.startswith("Ada3D")]
     cells, wins = [], True
     for metric, best_of in METRICS.items():

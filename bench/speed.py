@@ -42,6 +42,7 @@ from bench.common import (
     cpu_session_options,
     mirror_tile,
     mosaic,
+    plugin_default_model,
     random_tile_feeds,
 )
 from bench.measure import measure
@@ -194,17 +195,6 @@ ADA3D = "Ada3D (ada3d:pansharpen)"
 OTB = "OTB bayes"
 
 
-def _plugin_default(bands: int, ratio: int) -> Path | None:
-    """The shipped model the plugin chooses for ``bands`` bands at ``ratio``."""
-    from ada3d_qgis.engine import Ada3DError
-    from ada3d_qgis.engine.models import choose_model
-
-    try:
-        return choose_model(bands, float(ratio)).path
-    except Ada3DError:
-        return None
-
-
 def run_methods(pan: Path, ms: Path, size: int, work: Path, model: Path,
                 default: Path | None = None):
     """(method, measurement) of each method on one mosaic, one after the other;
@@ -301,7 +291,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        default = _plugin_default(meta.bands, meta.ratio)
+        default = plugin_default_model(meta.bands, meta.ratio)
         default = None if default is None or default.resolve() == args.model.resolve() else default
         for size in args.sizes:
             pan, ms = mosaic(size, work)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -320,6 +321,7 @@ def consistency_projection(
     return out
 
 
+@lru_cache(maxsize=8)
 def projection_halo(ratio: int, steps: int = PROJECTION_STEPS) -> int:
     """PAN pixels around a pixel that :func:`consistency_projection` reads
     (measured with an impulse, as the model's halo is): a tile must keep that
