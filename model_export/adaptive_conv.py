@@ -33,9 +33,12 @@ itself), and every elementwise op over it is a pass through main memory. So:
 The shipped graphs use "strips" (``adaptive_conv3d_strips``): the layer
 block by block, a few output rows at a time in one ONNX Scan, so that a
 strip's temporaries stay in the CPU's cache. Each strip gathers its own rows,
-computes its spatial kernel once (one convolution per spatial offset),
-normalises after the sum and adds the adaptive bias, all in cache. PyTorch
-trains with "tap_gather".
+computes its spatial kernel once, normalises after the sum and adds the
+adaptive bias, all in cache. Inside a strip the taps go by column offset:
+one convolution, one product and one matrix product cover the nine taps of
+an offset, and the column shift is applied to the kernel and to the L-band
+sum instead of to a 9 L-band copy of the features. PyTorch trains with
+"tap_gather".
 
 The exported graph is Conv + Slice + Gather + Mul + Add (+ MatMul and Scan for
 "strips"), which onnxruntime runs without custom ops. `python -m
@@ -74,9 +77,10 @@ FORMULATIONS = ("strips", "gather_mul", "tap_gather", "mul_einsum", "einsum", "t
 DEFAULT_FORMULATION = "tap_gather"
 #: What the plugin's graphs are exported with (fastest on a CPU; docs/formulations.md).
 EXPORT_FORMULATION = "strips"
-#: Output rows per strip of the "strips" formulation: a strip of a 256 px
-#: wide tile then keeps its temporaries near the L2 cache.
-STRIP_ROWS = 8
+#: Output rows per strip of the "strips" formulation: a strip's nine-tap
+#: temporaries then stay near the L2 cache with two windows running at once
+#: (8 rows ran 25 % slower per window pair, 2 rows no faster: docs/design.md).
+STRIP_ROWS = 4
 
 
 def tap_normalise(v: Tensor, dim: int) -> Tensor:
@@ -211,21 +215,24 @@ def adaptive_conv3d_strips(
 
     A strip's temporaries fit the CPU's cache, where a whole tile's stream
     through main memory at every op; the spatial kernel is computed once per
-    strip (one convolution per spatial offset), and its normalisation is applied
-    to the strip's result, C L values per pixel, instead of to the 27 C
-    kernel values. Rows past the bottom are zero, as the padding is.
+    strip, and its normalisation is applied to the strip's result, C L values
+    per pixel, instead of to the 27 C kernel values. Rows past the bottom are
+    zero, as the padding is.
     """
     batch, channels, bands, height, _ = f.shape
     count = (height + rows - 1) // rows
     extra = count * rows - height
     fpad = fn.pad(f, (1, 1, 1, 1 + extra, 1, 1))
-    hpad = fn.pad(kspa.hidden, (1, 1, 1, 1 + extra))
+    # Two more zero columns each side: a strip computes its kernels at
+    # columns shifted by up to two (see _strip).
+    hpad = fn.pad(kspa.hidden, (3, 3, 1, 1 + extra))
     # Each strip gathers its rows, halo included, from the padded features
     # seen as one table of rows (a free reshape), inside the scan: the strip
     # is then built where it is used, in cache, and no copy of the whole
     # feature volume is made to lay the strips out.
     rows_table = fpad.reshape(-1, fpad.shape[4])
     f_rows = strip_rows(batch, channels, bands + 2, fpad.shape[3], count, rows, f.device)
+    neighbours = neighbour_rows(channels, bands, rows, f.device)
     # Row r of strip k is padded row k * rows + r (the hidden map is small).
     index = (
         torch.arange(count, device=f.device)[:, None] * rows
@@ -235,11 +242,9 @@ def adaptive_conv3d_strips(
     # of one: a batch axis inside the scan body fails torch's export.
     h_strips = _strips_first(torch.index_select(hpad, 2, index), 2, count)
     weight, kernel_bias = strip_kernel_weights(kspa)
-    # Band l's spectral neighbours l, l+1, l+2 in the padded band axis.
-    neighbours = torch.arange(bands, device=f.device)[:, None] + torch.arange(3, device=f.device)
-    neighbours = neighbours.reshape(-1)
-    # (B K, 9, 1, C, L, 1, 3): per spatial offset, the three spectral taps.
-    spe = kspe.unflatten(3, (3, 9)).permute(0, 4, 1, 2, 3).unsqueeze(4).unsqueeze(2)
+    # (B K, 3, C, L, 1, 9): per column offset m, the nine taps 9 i + 3 j + m
+    # in (j, i) order, as the strip's kernels and neighbours are laid out.
+    spe = kspe.unflatten(3, (3, 3, 3)).permute(0, 5, 1, 2, 4, 3).flatten(4).unsqueeze(4)
     spe = _per_strip(spe, count)
 
     xs = [f_rows, h_strips, spe]
@@ -253,8 +258,7 @@ def adaptive_conv3d_strips(
 
     def step(carry: Tensor, strip: list[Tensor]) -> tuple[Tensor, Tensor]:
         f_strip = torch.index_select(rows_table, 0, strip[0])
-        f_strip = f_strip.reshape(1, channels, bands + 2, rows + 2, -1)
-        out = _strip(f_strip, strip[1], weight, kernel_bias, strip[2], neighbours)
+        out = _strip(f_strip, strip[1], weight, kernel_bias, strip[2], neighbours, bands)
         if len(strip) > 3:
             out = out + strip[3] * strip[4]
         # The carry is unused; scan wants one, and a copy, not the same tensor.
@@ -285,6 +289,18 @@ def strip_rows(
     return number.flatten(2).flatten(0, 1)
 
 
+def neighbour_rows(channels: int, bands: int, rows: int, device) -> Tensor:
+    """(C L 9 R,): in a strip's table of rows (``strip_rows`` order, L + 2
+    planes), the row each tap (j, i) of band l reads for output row r: plane
+    l + i, row r + j, in (channel, band, j, i, row) order."""
+    c = torch.arange(channels, device=device)[:, None, None, None, None]
+    band = torch.arange(bands, device=device)[None, :, None, None, None]
+    j = torch.arange(3, device=device)[None, None, :, None, None]
+    i = torch.arange(3, device=device)[None, None, None, :, None]
+    r = torch.arange(rows, device=device)[None, None, None, None, :]
+    return ((c * (bands + 2) + band + i) * (rows + 2) + r + j).reshape(-1)
+
+
 def _strips_first(x: Tensor, axis: int, count: int) -> Tensor:
     """(B, ..., K (R+2), W') gathered rows at ``axis`` -> (B K, 1, ..., R+2, W')."""
     x = x.unflatten(axis, (count, -1)).movedim(axis, 1)
@@ -292,40 +308,56 @@ def _strips_first(x: Tensor, axis: int, count: int) -> Tensor:
 
 
 def strip_kernel_weights(kspa: SpatialKernel) -> tuple[Tensor, Tensor]:
-    """The centred kernel convolution split by spatial offset: weights (9, 3 C,
-    h_a, 3, 3) and biases (9, 3 C), output channel c * 3 + i within an offset,
-    so that a strip computes each offset's kernels by a convolution of its own."""
+    """The centred kernel convolution split by column offset m: weights (3, 9 C,
+    h_a, 3, 3) and biases (3, 9 C), output channel c * 9 + 3 j + i for tap
+    9 i + 3 j + m, so that a strip computes each column offset's nine taps by
+    one convolution."""
     channels = kspa.channels
-    w = kspa.weight.unflatten(1, (3, 9)).permute(2, 0, 1, 3, 4, 5)  # (9, C, 3, h_a, 3, 3)
-    b = kspa.bias.unflatten(1, (3, 9)).permute(2, 0, 1)  # (9, C, 3)
-    return w.reshape(9, channels * 3, *w.shape[3:]), b.reshape(9, channels * 3)
+    w = kspa.weight.unflatten(1, (3, 3, 3))  # (C, i, j, m, h_a, 3, 3)
+    b = kspa.bias.unflatten(1, (3, 3, 3))  # (C, i, j, m)
+    w = w.permute(3, 0, 2, 1, 4, 5, 6).reshape(3, channels * 9, *w.shape[4:])
+    return w, b.permute(3, 0, 2, 1).reshape(3, channels * 9)
 
 
 def _strip(
-    f: Tensor, hidden: Tensor, weight: Tensor, bias: Tensor, spe: Tensor, neighbours: Tensor
+    f_rows: Tensor,
+    hidden: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    spe: Tensor,
+    neighbours: Tensor,
+    bands: int,
 ) -> Tensor:
-    """One strip: ``f`` (B, C, L+2, R+2, W+2) and ``hidden`` (B, h_a, R+2, W+2),
-    halos included, and ``spe`` (9, B, C, L, 1, 3) give the layer's (B, C, L,
-    R, W) without its bias."""
-    _, channels, padded_bands, height, width = f.shape
-    bands, height, width = padded_bands - 2, height - 2, width - 2
-    # (B, C, L, 3, R+2, W+2): band l's neighbours, by an index built once outside.
-    nb = torch.index_select(f, 2, neighbours).unflatten(2, (bands, 3))
+    """One strip: ``f_rows`` (C (L+2) (R+2), W+2), its padded rows in
+    ``strip_rows`` order, ``hidden`` (1, h_a, R+2, W+6) and ``spe`` (3, C, L,
+    1, 9) give the layer's (1, C, L, R, W) without its bias.
+
+    The taps are taken by column offset m: one gather lays out, for every
+    band and tap (j, i), the rows it reads at full padded width, and the
+    column shift is moved off these 9 L-band rows onto the kernel (computed
+    at columns shifted by -m) and the L-band sum; so there is one
+    convolution, one product and one matrix product per column offset, over
+    all nine of its taps, and no shifted copy of the features.
+    """
+    padded_width = f_rows.shape[-1]
+    width = padded_width - 2
+    channels = weight.shape[1] // 9
+    rows = hidden.shape[2] - 2
+    # (1, C, L, 9, R (W+2)): tap (j, i) of band l at padded column x'.
+    nb = torch.index_select(f_rows, 0, neighbours)
+    nb = nb.reshape(1, channels, bands, 9, rows * padded_width)
+    sums: list[Tensor] = []
     squares: list[Tensor] = []
-
-    def terms() -> Iterator[Tensor]:
-        for s in range(9):
-            j, m = divmod(s, 3)
-            # One convolution per offset: a slice of one 27 C channel output
-            # would be a copy, and its sum of squares a slow strided reduction.
-            kernel = fn.conv2d(hidden, weight[s], bias[s]).unflatten(1, (channels, 3))
-            squares.append((kernel * kernel).sum(dim=2))  # (B, C, R, W)
-            # (B, C, L, 3, R W): the offset's window times its spatial kernels ...
-            x = (nb[..., j : j + height, m : m + width] * kernel.unsqueeze(2)).flatten(4)
-            # ... summed over the spectral taps with their spectral weights.
-            yield torch.matmul(spe[s], x)  # (B, C, L, 1, R W)
-
-    out = accumulate(terms()).unflatten(4, (height, width)).squeeze(3)
+    for m in range(3):
+        # Kernels for output column x' - m at every padded column x'.
+        kernel = fn.conv2d(hidden[..., 2 - m : 2 - m + width + 4], weight[m], bias[m])
+        kernel = kernel.reshape(1, channels, 9, rows * padded_width)
+        sq = (kernel * kernel).sum(dim=2).reshape(1, channels, rows, padded_width)
+        squares.append(sq[..., m : m + width])
+        # The nine taps' products, summed with their spectral weights.
+        term = torch.matmul(spe[m], nb * kernel.unsqueeze(2))
+        sums.append(term.reshape(1, channels, bands, rows, padded_width)[..., m : m + width])
+    out = accumulate(iter(sums))
     sumsq = accumulate(iter(squares))
     scale = KERNEL_GAIN / (torch.sqrt(sumsq / (TAPS - 1)) + KERNEL_EPS)
     return out * scale.unsqueeze(2)

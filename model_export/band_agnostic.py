@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as fn
 from torch import Tensor, nn
 
+from model_export.band_conv import band_conv3d
+
 NEGATIVE_SLOPE = 0.2
 
 
@@ -80,7 +82,7 @@ class SpectralRefine(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         h = fn.leaky_relu(self.conv1(z.unsqueeze(1)), NEGATIVE_SLOPE)
-        return self.conv2(h).squeeze(1)
+        return band_conv3d(self.conv2, h).squeeze(1)
 
 
 # --------------------------------------------------------------------------- export

@@ -43,6 +43,7 @@ from model_export.adaptive_conv import (
     tap_normalise,
 )
 from model_export.band_agnostic import PooledSpatialInput, SharedBandUpsample, SpectralRefine
+from model_export.band_conv import band_conv3d
 
 NEGATIVE_SLOPE = 0.2
 
@@ -245,7 +246,7 @@ class Ada3D(nn.Module):
             g = block.res(g)
             h = _lrelu(self._adaptive(block.ada1, f, g, context, weight, 2 * n, own))
             f = f + self._adaptive(block.ada2, h, g, context, weight, 2 * n + 1, own)
-        z = self.head(f).squeeze(1)
+        z = band_conv3d(self.head, f).squeeze(1)
         if self.config.band_agnostic:
             z = z + self.refine(z)
         else:
