@@ -514,10 +514,12 @@ class ModelSession:
 
     def _run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
-            if self.io_device is None:
-                session = self.shaped.for_feeds(feeds) if self.shaped is not None else None
+            if self.io_device is not None:
+                return run_bound(self.session, feeds, outputs, self.io_device)
+            if self.shaped is None:
+                return self.session.run(outputs, feeds)
+            with self.shaped.lease(feeds) as session:
                 return (session or self.session).run(outputs, feeds)
-            return run_bound(self.session, feeds, outputs, self.io_device)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument/... types
             text = str(exc).strip()
             first = text.splitlines()[0] if text else type(exc).__name__

@@ -58,12 +58,18 @@ def test_a_cpu_run_goes_through_a_session_fixed_to_its_window_with_the_same_resu
     assert len(model.shaped) == 2
 
 
+class _Input:
+    def __init__(self, name, shape):
+        self.name, self.shape = name, shape
+
+
+def _lease_once(shaped, rows):
+    with shaped.lease({"ms": np.zeros((1, 4, rows, 8), np.float32)}) as session:
+        return session
+
+
 def test_at_most_keep_shapes_stay_open_and_a_failed_open_falls_back():
     opened = []
-
-    class Input:
-        def __init__(self, name, shape):
-            self.name, self.shape = name, shape
 
     def open_with(overrides):
         if overrides["rows"] == 13:
@@ -71,16 +77,57 @@ def test_at_most_keep_shapes_stay_open_and_a_failed_open_falls_back():
         opened.append(dict(overrides))
         return object()
 
-    shaped = ShapedSessions([Input("ms", ["batch", 4, "rows", "cols"])], open_with)
-    sessions = [shaped.for_feeds({"ms": np.zeros((1, 4, r, 8), np.float32)})
-                for r in range(1, KEEP + 2)]
+    shaped = ShapedSessions([_Input("ms", ["batch", 4, "rows", "cols"])], open_with)
+    sessions = [_lease_once(shaped, r) for r in range(1, KEEP + 2)]
     assert len(set(map(id, sessions))) == KEEP + 1 and len(shaped) == KEEP
     assert opened[0] == {"batch": 1, "rows": 1, "cols": 8}
     # The most recent shapes are kept: the last one comes back without a new open.
-    again = shaped.for_feeds({"ms": np.zeros((1, 4, KEEP + 1, 8), np.float32)})
+    again = _lease_once(shaped, KEEP + 1)
     assert again is sessions[-1] and len(opened) == KEEP + 1
-    # onnxruntime refusing the overrides means: run the general session (None).
-    assert shaped.for_feeds({"ms": np.zeros((1, 4, 13, 8), np.float32)}) is None
+    # onnxruntime refusing the overrides means: run the general session (None),
+    # and it is not asked again for that shape.
+    assert _lease_once(shaped, 13) is None and _lease_once(shaped, 13) is None
+    assert len(opened) == KEEP + 1
+
+
+def test_runs_in_flight_at_once_each_get_their_own_session_and_give_it_back():
+    opened = []
+
+    def open_with(overrides):
+        opened.append(object())
+        return opened[-1]
+
+    shaped = ShapedSessions([_Input("ms", ["batch", 4, "rows", "cols"])], open_with)
+    feeds = {"ms": np.zeros((1, 4, 6, 8), np.float32)}
+    with shaped.lease(feeds) as first, shaped.lease(feeds) as second:
+        assert first is not None and second is not None and first is not second
+        assert shaped.sessions() == 0
+    assert shaped.sessions() == 2 and len(shaped) == 1
+    # Later runs take the idle sessions back: no new open.
+    with shaped.lease(feeds) as third:
+        assert third in (first, second)
+    assert len(opened) == 2
+    # A session leased while the shapes are closed is not taken back.
+    with shaped.lease(feeds) as fourth:
+        shaped.clear()
+    assert fourth is not None and shaped.sessions() == 0
+
+
+def test_two_worker_threads_run_one_shape_in_two_sessions_with_the_same_result(
+    sample_pan, sample_ms
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = ses.open_session(SHIPPED_R2, "cpu")
+    context = np.zeros(model.metadata.context_size, np.float32)
+    tiles = [_sample_tile(sample_pan, sample_ms, 64, x=x) for x in (0, 64, 128, 192)]
+    alone = [model.run(ms, pan, context, 0.0)[0] for ms, pan in tiles]
+    assert model.shaped.sessions() == 1
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda t: model.run(t[0], t[1], context, 0.0)[0], tiles))
+    assert model.shaped.sessions() <= 2 and len(model.shaped) == 1
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
 def test_two_tiles_in_flight_get_whole_windows_more_share_their_area():
