@@ -126,7 +126,7 @@ def test_two_worker_threads_run_one_shape_in_two_sessions_with_the_same_result(
     with ThreadPoolExecutor(2) as pool:
         together = list(pool.map(lambda t: model.run(t[0], t[1], context, 0.0)[0], tiles))
     assert model.shaped.sessions() <= 2 and len(model.shaped) == 1
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
