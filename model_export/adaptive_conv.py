@@ -176,8 +176,10 @@ def adaptive_conv3d(
     kspa: SpatialKernel,
     formulation: str = DEFAULT_FORMULATION,
     bias: AdaptiveBias | None = None,
+    rows: int = STRIP_ROWS,
 ) -> Tensor:
-    """Depthwise adaptive 3x3x3 convolution of ``f``, plus ``bias`` if given.
+    """Depthwise adaptive 3x3x3 convolution of ``f``, plus ``bias`` if given
+    (``rows``: the strips' height, for "strips").
 
     - ``f``: (B, C, L, H, W) features.
     - ``kspe``: (B, C, L, 27) normalised spectral kernel.
@@ -187,7 +189,7 @@ def adaptive_conv3d(
     same result (tests check them against the explicit 27-tap kernel).
     """
     if formulation == "strips":
-        return adaptive_conv3d_strips(f, kspe, kspa, bias=bias)
+        return adaptive_conv3d_strips(f, kspe, kspa, rows, bias)
     _, _, bands, height, width = f.shape
     fpad = fn.pad(f, (1, 1, 1, 1, 1, 1))
     if formulation == "taps":

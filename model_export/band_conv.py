@@ -29,6 +29,10 @@ def banded_kernel(weight: Tensor, bands: int) -> Tensor:
 
 def band_conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
     """``conv`` (3x3x3, padding 1) applied to ``x`` (B, Cin, L, H, W)."""
+    if torch.jit.is_tracing():
+        # The TorchScript exporter (``export --legacy``) cannot export a
+        # convolution whose kernel is computed in the graph.
+        return conv(x)
     bands = x.shape[2]
     bias = conv.bias
     if bias is not None:

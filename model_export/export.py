@@ -357,6 +357,7 @@ def export_checkpoint(
     dynamo: bool = True,
     formulation: str | None = None,
     band_range: tuple[int, int] | None = None,
+    strip_rows: int | None = None,
 ) -> ModelMetadata:
     """Export ``checkpoint_path`` to ``out_path`` with metadata, checked.
 
@@ -364,7 +365,8 @@ def export_checkpoint(
     ``formulation`` is how the adaptive convolution is written in the graph
     (adaptive_conv.FORMULATIONS; the same values, different ops and memory);
     None: "strips", or "tap_gather" with the TorchScript exporter
-    (``dynamo=False``), which cannot trace the strips' scan.
+    (``dynamo=False``), which cannot trace the strips' scan. ``strip_rows``
+    (default adaptive_conv.STRIP_ROWS) is the height of the strips.
     On any failure the output file is removed and the exception propagates.
     """
     if formulation is None:
@@ -378,6 +380,8 @@ def export_checkpoint(
     for module in model.modules():
         if isinstance(module, AdaptiveConv3d):
             module.formulation = formulation
+            if strip_rows:
+                module.strip_rows = strip_rows
     meta = build_metadata(
         model, ckpt, name or out_path.stem, tile_size, overlap, description, band_range
     )
@@ -431,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
         "gather_mul moves fewer bytes in fewer kernels (see docs/gpu.md)",
     )
     parser.add_argument(
+        "--strip-rows",
+        type=int,
+        help="output rows per strip of the strips formulation (default: adaptive_conv.STRIP_ROWS; "
+        "for speed comparisons: python -m bench.window_pair)",
+    )
+    parser.add_argument(
         "--fp16",
         action="store_true",
         help="also write a float16 copy for GPUs (NAME_fp16.onnx beside --out; "
@@ -449,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             dynamo=not args.legacy,
             formulation=args.formulation,
             band_range=args.band_range,
+            strip_rows=args.strip_rows,
         )
     except (ExportError, ValueError, onnx.checker.ValidationError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)

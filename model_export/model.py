@@ -36,6 +36,7 @@ from torch.utils.checkpoint import checkpoint
 
 from model_export.adaptive_conv import (
     DEFAULT_FORMULATION,
+    STRIP_ROWS,
     TAPS,
     AdaptiveBias,
     SpatialKernel,
@@ -95,6 +96,8 @@ class AdaptiveConv3d(nn.Module):
     #: How the taps are combined (adaptive_conv.FORMULATIONS); all are equal
     #: in value, they differ in speed and exported ops.
     formulation = DEFAULT_FORMULATION
+    #: Output rows per strip of the "strips" formulation.
+    strip_rows = STRIP_ROWS
 
     def __init__(self, cfg: Ada3DConfig) -> None:
         super().__init__()
@@ -121,7 +124,7 @@ class AdaptiveConv3d(nn.Module):
             _lrelu(self.bias_chan1(torch.cat([pooled_f.mean(dim=2), pooled_g], dim=1)))
         )  # (B, C)
         bias = AdaptiveBias(self.bias_band(pooled_f), self.bias_space(g), e)
-        return adaptive_conv3d(f, kspe, kspa, self.formulation, bias)
+        return adaptive_conv3d(f, kspe, kspa, self.formulation, bias, self.strip_rows)
 
 
 class ResBlock2d(nn.Module):

@@ -16,6 +16,7 @@ from tiny_models import BAND_NAMES, TINY
 from ada3d_qgis.core.metadata import ModelMetadata
 from ada3d_qgis.core.normalise import METHOD
 from model_export import export
+from model_export.adaptive_conv import STRIP_ROWS
 from model_export.model import Ada3D, Ada3DConfig, randomise_zero_init, receptive_field_halo
 
 pytestmark = pytest.mark.slow  # one dynamo export (~30-45 s on 2 shared cores)
@@ -187,12 +188,11 @@ def test_default_tile_size_of_the_shipped_configuration_is_256():
         assert export.default_tile_size(replace(cfg, ratio=ratio), overlap) == 256
 
 
-def test_no_slice_copies_a_window_only_another_slice_reads(exported):
-    # The shifted windows of the adaptive convolution are one Slice over rows
-    # and columns (model_export.graph_passes), not a row copy then a column copy.
-    # Each graph (the main one, the Scan bodies) on its own.
+def _slice_chains(path):
+    """(Slices over two axes at once, Slices that only other Slices read) in
+    every graph of ``path`` (the main one, the Scan bodies) on its own."""
     merged, chained = 0, []
-    for graph in _graphs(onnx.load(str(exported[0])).graph):
+    for graph in _graphs(onnx.load(str(path)).graph):
         producer = {out: n for n in graph.node for out in n.output}
         readers: dict[str, list] = {}
         for n in graph.node:
@@ -203,6 +203,19 @@ def test_no_slice_copies_a_window_only_another_slice_reads(exported):
                       for n in slices)
         chained += [n.name for n in slices if readers.get(n.output[0]) and
                     set(readers[n.output[0]]) == {"Slice"}]
+    return merged, chained
+
+
+def test_no_slice_copies_a_window_only_another_slice_reads(exported, tmp_path):
+    # The shifted windows of the tap-by-tap adaptive convolution are one Slice
+    # over rows and columns (model_export.graph_passes), not a row copy then a
+    # column copy; the strips graph shifts no feature window at all.
+    assert _slice_chains(exported[0])[1] == []
+    path = tmp_path / "tap_gather.onnx"
+    ckpt = exported[0].with_name("tiny.pt")
+    assert export.main(["--checkpoint", str(ckpt), "--out", str(path),
+                        "--formulation", "tap_gather"]) == 0
+    merged, chained = _slice_chains(path)
     assert merged > 0 and chained == []
 
 
@@ -219,3 +232,27 @@ def test_formulation_option_exports_the_same_model_with_other_ops(exported, tmp_
     assert gathers[0] > gathers[1] > 0
     with pytest.raises(ValueError, match="formulation must be one of"):
         export.export_checkpoint(ckpt, tmp_path / "x.onnx", formulation="fused")
+
+
+def test_strip_rows_option_changes_the_strips_not_the_outputs(exported, tmp_path):
+    ckpt = exported[0].with_name("tiny.pt")
+    path = tmp_path / "rows3.onnx"
+    # The export's own parity check against PyTorch runs on this file too.
+    assert export.main(["--checkpoint", str(ckpt), "--out", str(path), "--strip-rows", "3"]) == 0
+
+    def neighbour_rows(p):
+        # The strips' row index: channels x bands x 9 taps x rows per strip.
+        sizes = []
+        for graph in _graphs(onnx.load(str(p)).graph):
+            sizes += [int(np.prod(t.dims)) for t in graph.initializer
+                      if t.data_type == onnx.TensorProto.INT64 and len(t.dims) == 1]
+        return max(sizes)
+
+    assert neighbour_rows(path) * STRIP_ROWS == neighbour_rows(exported[0]) * 3
+    rng = np.random.default_rng(0)
+    feeds = {"ms": rng.standard_normal((1, CONFIG.bands, 10, 11), np.float32),
+             "pan": rng.standard_normal((1, 1, 10 * CONFIG.ratio, 11 * CONFIG.ratio), np.float32),
+             "context": np.zeros((1, CONFIG.context_size), np.float32),
+             "context_weight": np.zeros((1, 1), np.float32)}
+    outs = [ort.InferenceSession(str(p)).run(None, feeds)[0] for p in (path, exported[0])]
+    np.testing.assert_allclose(outs[0], outs[1], rtol=0, atol=1e-5)

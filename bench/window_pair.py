@@ -1,0 +1,113 @@
+"""Time one model window the way the engine runs it on two cores:
+
+    python -m bench.window_pair [MODEL ...] [--tile 224] [--bands 4] [--out FILE]
+
+For each model (default: the shipped ratio-2 models), on random normalised
+inputs of one ``tile`` x ``tile`` PAN window with ``bands`` bands and a fixed
+context (pass 2): one window alone on one thread, then two windows at once in
+two threads, each thread with its own session (what the engine does), then
+two windows at once sharing one session. Sessions are fixed to the window's
+shape, as the engine's are. Prints milliseconds per window (the best of a
+few rounds) and writes the table to ``--out`` if given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import REPO
+
+ROUNDS = 3
+RUNS_PER_ROUND = 4
+
+
+def _session(model: Path, tile: int, bands: int):
+    import onnxruntime as ort
+
+    from ada3d_qgis.engine.session import read_metadata, session_options
+
+    meta = read_metadata(model)
+    so = session_options(ort)
+    so.intra_op_num_threads = 1
+    r = meta.ratio
+    for name, size in (("batch", 1), ("rows", tile // r), ("cols", tile // r),
+                       (f"{r}*rows", tile), (f"{r}*cols", tile), ("bands", bands)):
+        so.add_free_dimension_override_by_name(name, size)
+    return ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"]), meta
+
+
+def window_feeds(meta, tile: int, bands: int) -> dict[str, np.ndarray]:
+    """Random normalised inputs of one window, with a fixed context (weight 1)."""
+    rng = np.random.default_rng(0)
+    n = tile // meta.ratio
+    return {"ms": rng.standard_normal((1, bands, n, n), np.float32),
+            "pan": rng.standard_normal((1, 1, tile, tile), np.float32),
+            "context": 0.1 * rng.standard_normal((1, meta.context_size_for(bands)), np.float32),
+            "context_weight": np.ones((1, 1), np.float32)}
+
+
+def _pair_ms(sessions, feeds) -> float:
+    """Best milliseconds per window with two threads running windows at once."""
+    def work(session):
+        for _ in range(RUNS_PER_ROUND):
+            session.run(None, feeds)
+
+    best = float("inf")
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        threads = [threading.Thread(target=work, args=(s,)) for s in sessions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        best = min(best, (time.perf_counter() - start) / (2 * RUNS_PER_ROUND))
+    return 1000 * best
+
+
+def measure(model: Path, tile: int, bands: int) -> dict[str, float]:
+    """{"alone", "two sessions", "one session"}: milliseconds per window."""
+    first, meta = _session(model, tile, bands)
+    second, _ = _session(model, tile, bands)
+    feeds = window_feeds(meta, tile, bands)
+    for s in (first, second):
+        s.run(None, feeds)
+    alone = float("inf")
+    for _ in range(ROUNDS * RUNS_PER_ROUND):
+        start = time.perf_counter()
+        first.run(None, feeds)
+        alone = min(alone, time.perf_counter() - start)
+    return {"alone": 1000 * alone,
+            "two sessions": _pair_ms([first, second], feeds),
+            "one session": _pair_ms([first, first], feeds)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", type=Path)
+    parser.add_argument("--tile", type=int, default=224)
+    parser.add_argument("--bands", type=int, default=4)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    shipped = sorted((REPO / "ada3d_qgis" / "models").glob("ada3d_r2_*.onnx"))
+    models = [m.resolve() for m in args.models] or shipped
+    lines = [f"Milliseconds per {args.tile}² PAN window, {args.bands} bands, one thread per "
+             "window (`python -m bench.window_pair`).", "",
+             "| model | alone | two at once, a session each | two at once, one session |",
+             "|---|---|---|---|"]
+    for model in models:
+        t = measure(model, args.tile, args.bands)
+        label = model.relative_to(REPO) if model.is_relative_to(REPO) else model
+        lines.append(f"| {label} | {t['alone']:.0f} | {t['two sessions']:.0f} | "
+                     f"{t['one session']:.0f} |")
+        print(lines[-1], flush=True)
+    if args.out:
+        args.out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
