@@ -38,6 +38,18 @@ def plugin_default_model(bands: int, ratio: int) -> Path | None:
         return None
 
 
+def model_at_commit(revision: str, model: Path, out: Path) -> bool:
+    """Write the shipped ``model`` as it was at git ``revision`` to ``out``;
+    False if it did not exist there."""
+    name = model.resolve().relative_to(REPO).as_posix()
+    proc = subprocess.run(["git", "-C", str(REPO), "show", f"{revision}:{name}"],
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        return False
+    out.write_bytes(proc.stdout)
+    return True
+
+
 def default_ada3d_row(names: list[str]) -> str:
     """Of bench.quality's method names, the default Ada3D model's row: "Ada3D
     (shipped)" or the one labelled default, else the first Ada3D row that is

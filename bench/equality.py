@@ -23,6 +23,7 @@ from osgeo import gdal
 
 from ada3d_qgis.engine.pipeline import RunOptions, run
 from ada3d_qgis.engine.session import read_metadata
+from bench.common import model_at_commit
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "ada3d_qgis" / "models"
@@ -73,17 +74,6 @@ def compare(model: Path, reference: Path, work: Path) -> dict:
             "max_normalised": float(diff.max()), "mean_normalised": float(diff.mean())}
 
 
-def _export_from_git(revision: str, model: Path, out: Path) -> None:
-    """``model`` as it was at ``revision``, if it existed there."""
-    import subprocess
-
-    name = model.relative_to(REPO).as_posix()
-    proc = subprocess.run(["git", "-C", str(REPO), "show", f"{revision}:{name}"],
-                          capture_output=True, check=False)
-    if proc.returncode == 0:
-        out.write_bytes(proc.stdout)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -97,7 +87,7 @@ def main() -> int:
         if args.commit:
             args.reference = Path(folder)
             for model in sorted(MODELS.glob("*.onnx")):
-                _export_from_git(args.commit, model, args.reference / model.name)
+                model_at_commit(args.commit, model, args.reference / model.name)
         for model in sorted(MODELS.glob("*.onnx")):
             reference = args.reference / model.name
             if not reference.is_file():

@@ -1,26 +1,29 @@
 """Time one model window the way the engine runs it on two cores:
 
-    python -m bench.window_pair [MODEL ...] [--tile 224] [--bands 4] [--out FILE]
+    python -m bench.window_pair [MODEL ...] [--commit REV] [--tile 224] [--bands 4] [--out FILE]
 
 For each model (default: the shipped ratio-2 models), on random normalised
 inputs of one ``tile`` x ``tile`` PAN window with ``bands`` bands and a fixed
 context (pass 2): one window alone on one thread, then two windows at once in
 two threads, each thread with its own session (what the engine does), then
 two windows at once sharing one session. Sessions are fixed to the window's
-shape, as the engine's are. Prints milliseconds per window (the best of a
-few rounds) and writes the table to ``--out`` if given.
+shape, as the engine's are. With ``--commit``, each model as it was at that
+git revision runs too, just before it (same machine, same run). Prints
+milliseconds per window (the best of a few rounds) and writes the table to
+``--out`` if given.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO
+from bench.common import REPO, model_at_commit
 
 ROUNDS = 3
 RUNS_PER_ROUND = 4
@@ -91,20 +94,29 @@ def main() -> None:
     parser.add_argument("models", nargs="*", type=Path)
     parser.add_argument("--tile", type=int, default=224)
     parser.add_argument("--bands", type=int, default=4)
+    parser.add_argument("--commit", help="also time each model as it was at this git revision")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     shipped = sorted((REPO / "ada3d_qgis" / "models").glob("ada3d_r2_*.onnx"))
     models = [m.resolve() for m in args.models] or shipped
+    given = f" --commit {args.commit}" if args.commit else ""
     lines = [f"Milliseconds per {args.tile}² PAN window, {args.bands} bands, one thread per "
-             "window (`python -m bench.window_pair`).", "",
+             f"window (`python -m bench.window_pair{given}`).", "",
              "| model | alone | two at once, a session each | two at once, one session |",
              "|---|---|---|---|"]
-    for model in models:
-        t = measure(model, args.tile, args.bands)
-        label = model.relative_to(REPO) if model.is_relative_to(REPO) else model
-        lines.append(f"| {label} | {t['alone']:.0f} | {t['two sessions']:.0f} | "
-                     f"{t['one session']:.0f} |")
-        print(lines[-1], flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        runs = []
+        for model in models:
+            label = model.relative_to(REPO) if model.is_relative_to(REPO) else model
+            old = Path(folder) / model.name
+            if args.commit and model_at_commit(args.commit, model, old):
+                runs.append((f"{label} at {args.commit}", old))
+            runs.append((str(label), model))
+        for label, model in runs:
+            t = measure(model, args.tile, args.bands)
+            lines.append(f"| {label} | {t['alone']:.0f} | {t['two sessions']:.0f} | "
+                         f"{t['one session']:.0f} |")
+            print(lines[-1], flush=True)
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
 
