@@ -4,7 +4,8 @@ onnxruntime releases the GIL during a run, so model runs in worker threads
 proceed in parallel; GDAL datasets are not safe to share between threads, so
 every read and every write stays in the calling thread. Results come back in
 input order, and at most ``workers`` runs are in flight (their memory is
-bounded by that).
+bounded by that), with one tile more read ahead: a worker that finishes
+starts on it at once instead of waiting for the calling thread's I/O.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def run_in_order(
                 before_each()
                 prepared = prepare(item)
                 pending.append((item, prepared, pool.submit(run, prepared)))
-                if len(pending) >= workers:
+                if len(pending) > workers:
                     done_item, done_prepared, future = pending.popleft()
                     yield done_item, done_prepared, future.result()
             while pending:

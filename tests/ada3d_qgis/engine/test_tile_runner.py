@@ -76,3 +76,31 @@ def test_a_failing_run_raises_in_the_caller():
 ])
 def test_cpu_layout_one_thread_per_tile_up_to_the_cap(cores, layout):
     assert cpu_layout(cores) == layout
+
+
+def test_one_tile_more_is_read_while_every_worker_runs():
+    release = threading.Event()
+    prepared = []
+    running = threading.Semaphore(0)
+
+    def run(item):
+        running.release()
+        assert release.wait(10)
+        return item
+
+    def consume():
+        return list(run_in_order(range(5), lambda i: prepared.append(i) or i, run, workers=2))
+
+    worker = threading.Thread(target=lambda: out.extend(consume()))
+    out: list = []
+    worker.start()
+    # Both runs started, and the third tile is read before either finishes.
+    assert running.acquire(timeout=10) and running.acquire(timeout=10)
+    for _ in range(100):
+        if len(prepared) == 3:
+            break
+        threading.Event().wait(0.01)
+    assert prepared == [0, 1, 2]
+    release.set()
+    worker.join(10)
+    assert [o[0] for o in out] == list(range(5))
