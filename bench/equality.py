@@ -1,9 +1,11 @@
 """Are two versions of the shipped models equal through the plugin's engine?
 
-    python -m bench.equality (--reference DIR | --commit REV) [--out docs/equality.md]
+    python -m bench.equality (--reference DIR | --commit REV [--commit REV ...])
+                             [--out docs/equality.md]
 
 For each shipped model (ada3d_qgis/models/*.onnx) and the file of the same
-name in DIR (e.g. the previous export, from ``git show``), runs the plugin's
+name in DIR, or as it was at the first of the given git revisions that had
+it (e.g. the export an issue was filed against), runs the plugin's
 engine (``pipeline.run``, what ``ada3d:pansharpen`` calls) on the embedded
 Landsat 8 sample with each, and prints the largest difference of the outputs
 in normalised units (divided by the MS band's standard deviation, the scale
@@ -79,23 +81,29 @@ def main() -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--reference", type=Path,
                         help="folder with the models to compare against, same file names")
-    source.add_argument("--commit", help="git revision whose shipped models to compare against")
+    source.add_argument("--commit", action="append",
+                        help="git revision whose shipped models to compare against; repeated, "
+                        "each model is compared with the first revision that has it")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "equality.md")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
+        since = {}
         if args.commit:
             args.reference = Path(folder)
             for model in sorted(MODELS.glob("*.onnx")):
-                model_at_commit(args.commit, model, args.reference / model.name)
+                since[model.name] = next((rev for rev in args.commit if model_at_commit(
+                    rev, model, args.reference / model.name)), "")
         for model in sorted(MODELS.glob("*.onnx")):
             reference = args.reference / model.name
             if not reference.is_file():
                 continue
             with tempfile.TemporaryDirectory() as tmp:
-                rows.append(compare(model, reference, Path(tmp)))
+                rows.append({**compare(model, reference, Path(tmp)),
+                             "against": since.get(model.name) or str(args.reference)})
             print(rows[-1], flush=True)
-    given = f"--commit {args.commit}" if args.commit else f"--reference {args.reference}"
+    given = (" ".join(f"--commit {rev}" for rev in args.commit) if args.commit
+             else f"--reference {args.reference}")
     lines = [
         "# Shipped models against their previous export",
         "",
@@ -105,10 +113,11 @@ def main() -> int:
         "each model file; differences in normalised units (over the MS band's standard "
         f"deviation). The issue accepts at most {TOLERANCE:g}.",
         "",
-        "| model | ratio | output (bands x rows x cols) | largest difference | mean difference |",
-        "|---|---|---|---|---|",
-        *(f"| {r['model']} | {r['ratio']} | {r['shape']} | {r['max_normalised']:.2e} | "
-          f"{r['mean_normalised']:.2e} |" for r in rows),
+        "| model | against | ratio | output (bands x rows x cols) | largest difference | "
+        "mean difference |",
+        "|---|---|---|---|---|---|",
+        *(f"| {r['model']} | {r['against']} | {r['ratio']} | {r['shape']} | "
+          f"{r['max_normalised']:.2e} | {r['mean_normalised']:.2e} |" for r in rows),
         "",
     ]
     args.out.write_text("\n".join(lines))
