@@ -1,6 +1,7 @@
 """Time one model window the way the engine runs it on two cores:
 
     python -m bench.window_pair [MODEL ...] [--commit REV] [--tile 224] [--bands 4] [--out FILE]
+    python -m bench.window_pair --checkpoint CKPT --strip-rows 2,4,8 [...]
 
 For each model (default: the shipped ratio-2 models), on random normalised
 inputs of one ``tile`` x ``tile`` PAN window with ``bands`` bands and a fixed
@@ -10,7 +11,9 @@ two windows at once sharing one session. Sessions are fixed to the window's
 shape, as the engine's are. With ``--commit``, each model as it was at that
 git revision runs too, just before it (same machine, same run). Prints
 milliseconds per window (the best of a few rounds) and writes the table to
-``--out`` if given.
+``--out`` if given. With ``--checkpoint`` and ``--strip-rows``, the checkpoint
+is exported once per strip height (model_export.export, without its parity
+run) and those graphs are timed instead.
 """
 
 from __future__ import annotations
@@ -89,24 +92,43 @@ def measure(model: Path, tile: int, bands: int) -> dict[str, float]:
             "one session": _pair_ms([first, first], feeds)}
 
 
+def _strip_height_exports(checkpoint: Path, heights: str, folder: Path) -> list[tuple[str, Path]]:
+    """(label, path) of ``checkpoint`` exported with each strip height."""
+    from model_export.export import export_checkpoint
+
+    runs = []
+    for rows in (int(v) for v in heights.split(",") if v):
+        path = folder / f"rows{rows}.onnx"
+        export_checkpoint(checkpoint, path, check=False, strip_rows=rows)
+        runs.append((f"{checkpoint}, strips of {rows} rows", path))
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", type=Path)
     parser.add_argument("--tile", type=int, default=224)
     parser.add_argument("--bands", type=int, default=4)
     parser.add_argument("--commit", help="also time each model as it was at this git revision")
+    parser.add_argument("--checkpoint", type=Path, help="export this checkpoint to time it")
+    parser.add_argument("--strip-rows", default="4",
+                        help="comma-separated strip heights to export --checkpoint with")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     shipped = sorted((REPO / "ada3d_qgis" / "models").glob("ada3d_r2_*.onnx"))
     models = [m.resolve() for m in args.models] or shipped
     given = f" --commit {args.commit}" if args.commit else ""
+    if args.checkpoint:
+        given = f" --checkpoint {args.checkpoint} --strip-rows {args.strip_rows}"
     lines = [f"Milliseconds per {args.tile}² PAN window, {args.bands} bands, one thread per "
              f"window (`python -m bench.window_pair{given}`).", "",
              "| model | alone | two at once, a session each | two at once, one session |",
              "|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as folder:
         runs = []
-        for model in models:
+        if args.checkpoint:
+            runs = _strip_height_exports(args.checkpoint, args.strip_rows, Path(folder))
+        for model in [] if args.checkpoint else models:
             label = model.relative_to(REPO) if model.is_relative_to(REPO) else model
             old = Path(folder) / model.name
             if args.commit and model_at_commit(args.commit, model, old):
