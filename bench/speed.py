@@ -176,6 +176,16 @@ def op_profile(model: Path, tile: int, threads: int) -> dict[str, float]:
     return shares
 
 
+def median_row(method: str, size: int, results: list[dict]) -> dict:
+    """The table row of ``method`` at ``size`` from its repeated runs: the run
+    of median wall time, with the spread of all of them."""
+    ordered = sorted(results, key=lambda r: r["seconds"])
+    middle = ordered[(len(ordered) - 1) // 2]
+    return {"method": method, "pan_size": size, "pan_pixels": size * size, **middle,
+            "pan_mpix_per_s": size * size / 1e6 / middle["seconds"],
+            "runs_seconds": [r["seconds"] for r in results]}
+
+
 def scaling(rows: list[dict], method: str, small: int, large: int) -> dict | None:
     """Time per pixel and peak RSS of ``large`` relative to ``small`` (PAN sizes)."""
     by_size = {r["pan_size"]: r for r in rows if r["method"] == method}
@@ -247,6 +257,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--model-tiles", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="end-to-end runs of every method per size (the median is kept)")
     parser.add_argument("--out", type=Path, default=REPO / "docs")
     parser.add_argument("--from-json", type=Path,
                         help="only rewrite speed.md and the plot from a speed.json")
@@ -295,13 +307,16 @@ def main() -> None:
         default = None if default is None or default.resolve() == args.model.resolve() else default
         for size in args.sizes:
             pan, ms = mosaic(size, work)
-            for method, result in run_methods(pan, ms, size, work, args.model, default):
-                row = {"method": method, "pan_size": size, "pan_pixels": size * size, **result,
-                       "pan_mpix_per_s": size * size / 1e6 / result["seconds"]}
-                rows.append(row)
-                print(f"{method:26s} {size:5d}^2: {row['seconds']:8.1f} s, "
-                      f"{row['pan_mpix_per_s']:7.3f} MPix/s, "
-                      f"peak RSS {row['peak_rss_mib']:7.0f} MiB", flush=True)
+            runs: dict[str, list[dict]] = {}
+            # Rounds of every method in turn, so that each sees the same
+            # machine; the median round of each is reported.
+            for _ in range(args.repeats):
+                for method, result in run_methods(pan, ms, size, work, args.model, default):
+                    runs.setdefault(method, []).append(result)
+                    print(f"{method:26s} {size:5d}^2: {result['seconds']:8.1f} s, "
+                          f"peak RSS {result['peak_rss_mib']:7.0f} MiB", flush=True)
+            for method, results in runs.items():
+                rows.append(median_row(method, size, results))
             for f in work.glob(f"*_{size}.tif"):
                 f.unlink()
 
@@ -309,7 +324,7 @@ def main() -> None:
               "macs_per_pan_pixel": macs_per_px, "graph_cost_64": cost, "model_only": mo,
               "op_profile": profile, "roofline": roof, "end_to_end": rows,
               "tile_size": meta.tile_size, "overlap": meta.overlap, "ratio": meta.ratio,
-              "cpu_workers": cpu_layout()[0]}
+              "cpu_workers": cpu_layout()[0], "repeats": args.repeats}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps(report, indent=1, default=str))
     write_report(report, args.out)
@@ -356,7 +371,7 @@ def write_report(report: dict, out: Path) -> None:
         f"sample. Every end-to-end run is its own process: the wall time includes the "
         f"interpreter's and QGIS's start-up and shutdown; the time in the algorithm is that "
         f"of `processing.run` alone (OTB runs outside QGIS). PAN MPix/s is from the wall "
-        f"time.\n\n"
+        f"time. {_repeats_sentence(report)}\n\n"
         f"- Dense float32 matrix multiply (torch, 2048²): {peak / 1e9:.1f} GMAC/s.\n"
         + (f"- Model `{report['model']}`: {report['macs_per_pan_pixel'] / 1e3:.1f} k "
            f"multiply-adds per PAN pixel (counted from the graph).\n" if counted else
@@ -435,6 +450,15 @@ def _otb_ratio(rows: list[dict], row: dict) -> str:
     if row["method"] == OTB or not otb:
         return ""
     return f"{row['seconds'] / otb[0]['seconds']:.1f}"
+
+
+def _repeats_sentence(report: dict) -> str:
+    """How the rows were chosen, when every method ran several times."""
+    repeats = report.get("repeats", 1)
+    if repeats <= 1:
+        return ""
+    return (f"Every method ran {repeats} times per size, in rounds of all methods in turn; "
+            f"each row is its run of median wall time (the others: speed.json).")
 
 
 def _seconds(value: float | None) -> str:

@@ -72,3 +72,17 @@ def test_the_report_states_the_roofline(tmp_path):
     assert "For 40 % these multiply-adds would have to come with at most 25.1 kB" in text
     # 361 kB x 4 x 256² px in 8 s.
     assert f"{361e3 * 4 * 256**2 / 8.0 / 1e9:.1f} GB/s or more" in text
+
+
+def test_the_row_of_repeated_runs_is_the_median_run():
+    from bench.speed import median_row
+
+    runs = [{"seconds": 14.0, "peak_rss_mib": 600.0, "algorithm_seconds": 13.0},
+            {"seconds": 12.0, "peak_rss_mib": 610.0, "algorithm_seconds": 11.0},
+            {"seconds": 19.0, "peak_rss_mib": 590.0, "algorithm_seconds": 18.0}]
+    row = median_row(ADA3D, 2048, runs)
+    assert row["seconds"] == 14.0 and row["algorithm_seconds"] == 13.0
+    assert row["peak_rss_mib"] == 600.0 and row["runs_seconds"] == [14.0, 12.0, 19.0]
+    assert row["pan_mpix_per_s"] == 2048 * 2048 / 1e6 / 14.0
+    # Two runs: the faster one.
+    assert median_row(ADA3D, 2048, runs[:2])["seconds"] == 12.0
