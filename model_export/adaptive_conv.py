@@ -43,14 +43,16 @@ sum instead of to a 9 L-band copy of the features. PyTorch trains with
 The exported graph is Conv + Slice + Gather + Mul + Add (+ MatMul and Scan for
 "strips"), which onnxruntime runs without custom ops. `python -m
 bench.formulations` (docs/formulations.md) measures the formulations on a 320
-x 320 PAN tile of the shipped ratio-2 model: the tap-by-tap "tap_gather" runs
-as fast as "gather_mul" (one Gather of all three neighbours per group, a (B,
-C, L, 3, H, W) stack, then ReduceSum: 2.91 s against 2.88 s) with 44 % less
-peak memory (363 MiB above the session's resting size against 651).
-"mul_einsum" (Einsum as a batched MatMul) is slower and far larger; one three-
-operand Einsum per group ("einsum") is about 9 times slower: onnxruntime
-splits it into tiny matrix products. "taps" (slices only) is as lean and was
-the fastest there, but it has no Gather, which the export constraint asks for.
+x 320 PAN tile of the shipped ratio-2 model: "strips" takes about a quarter
+of the time of the whole-tile formulations (0.23 s against 0.86 s for
+"tap_gather"). Of those, the tap-by-tap "tap_gather" runs as fast as
+"gather_mul" (one Gather of all three neighbours per group, a (B, C, L, 3, H,
+W) stack, then ReduceSum) with 44 % less peak memory (312 MiB above the
+session's resting size against 555). "mul_einsum" (Einsum as a batched
+MatMul) is slower and larger; one three-operand Einsum per group ("einsum")
+is about 9 times slower: onnxruntime splits it into tiny matrix products.
+"taps" (slices only) is as lean, but it has no Gather, which the export
+constraint asks for.
 """
 
 from __future__ import annotations

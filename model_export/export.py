@@ -287,10 +287,10 @@ def default_tile_size(
     :data:`MIN_KEPT_SHARE` of its pixels. 256 px for the shipped
     configuration, 160 for the paper's (its 20 px overlap sets the floor).
 
-    The budget is small on purpose: on a CPU the time per kept pixel is the
-    same from 160 to 352 px windows (``python -m bench.tile_sizes``,
-    docs/tile_sizes.md; a smaller window wastes more on its overlap but runs
-    faster per pixel), while the memory grows with the area.
+    The budget is small on purpose: on a CPU the time per kept pixel falls
+    only slowly with the window (``python -m bench.tile_sizes``,
+    docs/tile_sizes.md: a smaller window wastes more on its overlap), while
+    the memory grows with the area.
     """
     step = math.lcm(32, cfg.ratio)
     tile = 2 * step
