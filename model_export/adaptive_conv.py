@@ -79,9 +79,9 @@ FORMULATIONS = ("strips", "gather_mul", "tap_gather", "mul_einsum", "einsum", "t
 DEFAULT_FORMULATION = "tap_gather"
 #: What the plugin's graphs are exported with (fastest on a CPU; docs/formulations.md).
 EXPORT_FORMULATION = "strips"
-#: Output rows per strip of the "strips" formulation: a strip's nine-tap
-#: temporaries then stay near the L2 cache with two windows running at once
-#: (8 rows ran 25 % slower per window pair, 2 rows no faster: docs/design.md).
+#: Output rows per strip of the "strips" formulation: 2 to 8 rows run within a
+#: few per cent of each other (docs/strip_rows.md); 4 keep a strip's nine-tap
+#: temporaries small.
 STRIP_ROWS = 4
 
 
