@@ -111,15 +111,19 @@ def cpu_session_options(threads: int):
     return so
 
 
-def random_tile_feeds(meta, tile: int) -> dict[str, np.ndarray]:
+def random_tile_feeds(
+    meta, tile: int, bands: int | None = None, weight: float = 0.0
+) -> dict[str, np.ndarray]:
     """Random normalised inputs of one ``tile`` x ``tile`` PAN tile (a multiple
-    of the ratio) for the model described by ``meta``, context weight 0."""
+    of the ratio) for the model described by ``meta``: ``bands`` bands (default
+    the model's), a zero context of ``weight`` (0: the tile's own)."""
     rng = np.random.default_rng(0)
     n = tile // meta.ratio
-    return {"ms": rng.standard_normal((1, meta.bands, n, n), np.float32),
+    bands = meta.bands if bands is None else bands
+    return {"ms": rng.standard_normal((1, bands, n, n), np.float32),
             "pan": rng.standard_normal((1, 1, n * meta.ratio, n * meta.ratio), np.float32),
-            "context": np.zeros((1, meta.context_size), np.float32),
-            "context_weight": np.zeros((1, 1), np.float32)}
+            "context": np.zeros((1, meta.context_size_for(bands)), np.float32),
+            "context_weight": np.full((1, 1), weight, np.float32)}
 
 
 # --------------------------------------------------------------------------- one tile

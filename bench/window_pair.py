@@ -26,35 +26,25 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, model_at_commit
+from bench.common import REPO, cpu_session_options, model_at_commit, random_tile_feeds
 
 ROUNDS = 3
 RUNS_PER_ROUND = 4
 
 
-def _session(model: Path, tile: int, bands: int):
+def _shaped_session(model: Path, feeds: dict[str, np.ndarray]):
+    """A session fixed to the shapes of ``feeds`` on one thread, as the
+    engine's CPU sessions are (engine/shaped_sessions.dimension_overrides)."""
     import onnxruntime as ort
 
-    from ada3d_qgis.engine.session import read_metadata, session_options
+    from ada3d_qgis.engine.shaped_sessions import dimension_overrides
 
-    meta = read_metadata(model)
-    so = session_options(ort)
-    so.intra_op_num_threads = 1
-    r = meta.ratio
-    for name, size in (("batch", 1), ("rows", tile // r), ("cols", tile // r),
-                       (f"{r}*rows", tile), (f"{r}*cols", tile), ("bands", bands)):
+    general = ort.InferenceSession(str(model), cpu_session_options(1),
+                                   providers=["CPUExecutionProvider"])
+    so = cpu_session_options(1)
+    for name, size in dimension_overrides(general.get_inputs(), feeds).items():
         so.add_free_dimension_override_by_name(name, size)
-    return ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"]), meta
-
-
-def window_feeds(meta, tile: int, bands: int) -> dict[str, np.ndarray]:
-    """Random normalised inputs of one window, with a fixed context (weight 1)."""
-    rng = np.random.default_rng(0)
-    n = tile // meta.ratio
-    return {"ms": rng.standard_normal((1, bands, n, n), np.float32),
-            "pan": rng.standard_normal((1, 1, tile, tile), np.float32),
-            "context": 0.1 * rng.standard_normal((1, meta.context_size_for(bands)), np.float32),
-            "context_weight": np.ones((1, 1), np.float32)}
+    return ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
 
 
 def _pair_ms(sessions, feeds) -> float:
@@ -77,9 +67,11 @@ def _pair_ms(sessions, feeds) -> float:
 
 def measure(model: Path, tile: int, bands: int) -> dict[str, float]:
     """{"alone", "two sessions", "one session"}: milliseconds per window."""
-    first, meta = _session(model, tile, bands)
-    second, _ = _session(model, tile, bands)
-    feeds = window_feeds(meta, tile, bands)
+    from ada3d_qgis.engine.session import read_metadata
+
+    # A fixed context (weight 1), as in pass 2.
+    feeds = random_tile_feeds(read_metadata(model), tile, bands, weight=1.0)
+    first, second = _shaped_session(model, feeds), _shaped_session(model, feeds)
     for s in (first, second):
         s.run(None, feeds)
     alone = float("inf")
